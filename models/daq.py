@@ -1,0 +1,104 @@
+"""The DAQ as configured: experiment, runs, configs, nodes, ECC servers, sources, routers."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.db import UTCDateTime
+
+
+def _ts(nullable: bool = True):
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+# An experiment and its run counter; exactly one is active at a time.
+class Experiment(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    active: bool = Field(default=False)
+    # Number of the last run recorded; the next run gets last_run_number + 1.
+    last_run_number: int = Field(default=-1)
+
+
+# One run of an experiment, recorded only once its sources confirmed the start.
+class Run(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("experiment_id", "number"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    number: int
+    title: str = Field(default="", max_length=500)
+    run_class: str = Field(default="TEST", max_length=8)
+    config_name: str = Field(default="", max_length=200)
+    started_at: Optional[datetime] = _ts()
+    stopped_at: Optional[datetime] = _ts()
+
+    @property
+    def duration_seconds(self) -> Optional[float]:
+        """Seconds between start and stop, or None while the run goes on."""
+        if self.started_at is None or self.stopped_at is None:
+            return None
+        return (self.stopped_at - self.started_at).total_seconds()
+
+
+# A named triple of ECC config files (describe-, prepare-, configure-<name>.xcfg).
+class Config(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    describe: str = Field(max_length=200)
+    prepare: str = Field(max_length=200)
+    configure: str = Field(max_length=200)
+    active: bool = Field(default=False)
+
+
+# A host reached over SSH where data routers (and often ECC servers) run.
+class DaqNode(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    host: Optional[str] = Field(default=None, max_length=255)
+    user: Optional[str] = Field(default=None, max_length=100)
+    port: int = Field(default=22)
+    key_path: Optional[str] = Field(default=None, max_length=1000)
+
+
+# A getEccSoapServer: drives its sources through the ECC state machine over SOAP.
+class ECCServer(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    url: str = Field(max_length=1000)
+    node_id: Optional[int] = Field(default=None, foreign_key="daqnode.id")
+    # Seconds a transition may take before its step fails.
+    transition_timeout: float = Field(default=120.0)
+    # Expected seconds of a transition when the server has no history yet.
+    expected_seconds: float = Field(default=5.0)
+    # Last state seen by a refresh (None: never seen), and when/why it failed.
+    state: Optional[int] = Field(default=None)
+    online: Optional[bool] = Field(default=None)
+    last_seen_at: Optional[datetime] = _ts()
+    last_error: Optional[str] = Field(default=None, max_length=2000)
+
+
+# A data router: receives one source's stream and writes .graw files to staging.
+class DataRouter(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    node_id: Optional[int] = Field(default=None, foreign_key="daqnode.id")
+    ip_address: str = Field(max_length=255)
+    port: int = Field(default=46005)
+    type: str = Field(default="TCP", max_length=8)
+    staging_dir: str = Field(max_length=1000)
+
+
+# A data source (a CoBo board or the MuTAnT) driven by one ECC server.
+class DataSource(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    ecc_server_id: int = Field(foreign_key="eccserver.id", index=True)
+    data_router_id: Optional[int] = Field(default=None, foreign_key="datarouter.id")
+
+    @property
+    def is_mutant(self) -> bool:
+        """The MuTAnT goes last on the way up and first on the way down."""
+        return self.name.lower().startswith("mutant")

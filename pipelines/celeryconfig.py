@@ -1,0 +1,41 @@
+"""Celery settings for daqflow. Imported by the app on first use, not at import time."""
+from pipelines.settings import broker_url as _broker, float_env, result_backend as _backend
+
+broker_url = _broker()
+result_backend = _backend()
+
+# JSON only: tasks take ids and plain values, and nothing pickled crosses hosts.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# Results (live progress) are for watching; the database keeps the record. A day is plenty.
+result_expires = int(float_env("DAQFLOW_RESULT_EXPIRES", 86400))
+
+# Acknowledge after the task ran: a worker that dies mid-transition leaves the message
+# for another worker, and the transition task is idempotent, so running it again is safe.
+task_acks_late = True
+# A worker process killed under a task puts the message back instead of acking it.
+task_reject_on_worker_lost = True
+# Redis redelivers an unacked message after this many seconds; it must exceed the longest
+# transition deadline, or a slow but healthy transition would be run twice.
+broker_transport_options = {"visibility_timeout": int(float_env("DAQFLOW_VISIBILITY_TIMEOUT", 900))}
+# Take one message at a time per thread: with acks_late, prefetched messages would wait
+# behind a long transition instead of going to an idle worker.
+worker_prefetch_multiplier = 1
+
+# ECC transitions wait on the network: they go to the `control` queue, which a worker
+# serves with a thread pool of high concurrency. File work goes to its own `files` queue.
+task_default_queue = "control"
+task_routes = {"daqflow.files.*": {"queue": "files"}}
+
+# Workers report STARTED so the progress read can tell queued from running.
+task_track_started = True
+# Task events let Flower (and `celery events`) show daqflow's tasks by name.
+worker_send_task_events = True
+task_send_sent_event = True
+
+# A broker that is briefly away at start-up is retried, not fatal.
+broker_connection_retry_on_startup = True
+# Keep the worker's own logging; daqflow logs through it.
+worker_hijack_root_logger = False

@@ -1,0 +1,234 @@
+"""What workers write to the database as steps, stages and workflows move.
+
+Tasks stay thin: they call an external system and hand the outcome to one of
+these functions. Each opens its own short session.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import select
+
+from models import (
+    DataRouter,
+    DataSource,
+    ECCServer,
+    Experiment,
+    Run,
+    Stage,
+    Step,
+    StepState,
+    Workflow,
+    WorkflowState,
+    session,
+)
+from models.db import utcnow
+from pipelines.ecc import ConfigId, DataLink, EccState
+
+
+class StepFailed(Exception):
+    """A step (or stage, or workflow) failed; the message says why, in the DAQ's terms."""
+
+
+@dataclass(frozen=True)
+class TransitionOrder:
+    """Everything a transition task needs to drive one ECC server, read in one go."""
+
+    server: str
+    url: str
+    operation: str
+    target: EccState
+    config: ConfigId
+    links: list[DataLink]
+    deadline_seconds: float
+    expected_seconds: float
+
+
+def _links(s, server: ECCServer) -> list[DataLink]:
+    rows = s.exec(
+        select(DataSource, DataRouter)
+        .join(DataRouter, DataSource.data_router_id == DataRouter.id, isouter=True)
+        .where(DataSource.ecc_server_id == server.id)
+        .order_by(DataSource.name)
+    ).all()
+    return [DataLink(source.name, router.name if router else "",
+                     router.ip_address if router else "", router.port if router else 0,
+                     router.type if router else "TCP") for source, router in rows]
+
+
+def begin_transition(step_id: int) -> TransitionOrder:
+    """Mark a transition step running and return what driving it takes."""
+    with session() as s:
+        step = s.get(Step, step_id)
+        if step is None:
+            raise StepFailed(f"step {step_id} does not exist")
+        stage = s.get(Stage, step.stage_id)
+        workflow = s.get(Workflow, stage.workflow_id)
+        server = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
+        if server is None:
+            raise StepFailed(f"ECC server {step.target} is not in the topology any more")
+        config = workflow.params.get("config") or {}
+        order = TransitionOrder(
+            server=server.name, url=server.url, operation=step.operation,
+            target=EccState(step.target_state),
+            config=ConfigId(config.get("describe", ""), config.get("prepare", ""),
+                            config.get("configure", "")),
+            links=_links(s, server), deadline_seconds=server.transition_timeout,
+            expected_seconds=step.expected_seconds or server.expected_seconds,
+        )
+        _mark_running(step, stage, workflow)
+    return order
+
+
+def _mark_running(step: Step, stage: Stage, workflow: Workflow) -> None:
+    now = utcnow()
+    if step.state in (StepState.PENDING.value, StepState.LOST.value):
+        step.state = StepState.RUNNING.value
+    step.started_at = step.started_at or now
+    if stage.state == WorkflowState.PENDING.value:
+        stage.state = WorkflowState.RUNNING.value
+    if workflow.state == WorkflowState.PENDING.value:
+        workflow.state = WorkflowState.RUNNING.value
+
+
+def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = None) -> None:
+    """Record a step's end: succeeded, or failed with the error the operator will read."""
+    with session() as s:
+        step = s.get(Step, step_id)
+        if step is None or step.state in (StepState.SUCCEEDED.value, StepState.FAILED.value):
+            return
+        now = utcnow()
+        step.state = StepState.FAILED.value if error else StepState.SUCCEEDED.value
+        step.error = error[:4000] if error else None
+        step.finished_at = now
+        step.started_at = step.started_at or now
+        step.duration = (now - step.started_at).total_seconds()
+        if ecc_state is not None:
+            server = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
+            if server is not None:
+                server.state, server.online, server.last_seen_at = ecc_state, True, now
+                server.last_error = None
+
+
+def latest_attempts(s, stage_id: int) -> list[Step]:
+    """The newest attempt of each member of a stage."""
+    steps = s.exec(select(Step).where(Step.stage_id == stage_id).order_by(Step.attempt)).all()
+    latest: dict[str, Step] = {}
+    for step in steps:
+        latest[step.target] = step
+    return sorted(latest.values(), key=lambda st: st.target)
+
+
+def complete_stage(stage_id: int) -> dict:
+    """The chord callback's work: check every member succeeded, then mark the stage done.
+
+    Reads the outcomes from the database, so a replay of some members completes
+    the stage just as well as the first attempt.
+    """
+    with session() as s:
+        stage = s.get(Stage, stage_id)
+        steps = latest_attempts(s, stage_id)
+        failed = [st for st in steps if st.state != StepState.SUCCEEDED.value]
+        if failed:
+            raise StepFailed(_summary(stage, failed))
+        stage.state, stage.finished_at, stage.error = WorkflowState.SUCCEEDED.value, utcnow(), None
+        return {"stage": stage.name, "members": len(steps)}
+
+
+def _summary(stage: Stage, failed: list[Step]) -> str:
+    parts = [st.error or f"{st.target}: {st.state}" for st in failed[:5]]
+    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    return f"stage '{stage.name}': {len(failed)} step(s) did not succeed: " + "; ".join(parts) + more
+
+
+def fail_stage(stage_id: int, callback_error: str | None = None) -> None:
+    """The failure path of a stage: mark it and its workflow failed, saying why."""
+    with session() as s:
+        stage = s.get(Stage, stage_id)
+        failed = [st for st in latest_attempts(s, stage_id) if st.state != StepState.SUCCEEDED.value]
+        if failed:
+            reason = _summary(stage, failed)
+        else:
+            reason = f"stage '{stage.name}': callback failed: {callback_error or 'unknown error'}"
+        now = utcnow()
+        stage.state, stage.error, stage.finished_at = WorkflowState.FAILED.value, reason, now
+        workflow = s.get(Workflow, stage.workflow_id)
+        workflow.state, workflow.error, workflow.finished_at = WorkflowState.FAILED.value, reason, now
+
+
+def stage_callback_id(stage_id: int) -> str | None:
+    """Task id of a stage's chord callback."""
+    with session() as s:
+        stage = s.get(Stage, stage_id)
+        return stage.callback_task_id if stage else None
+
+
+def workflow_callback_id(workflow_id: int) -> str | None:
+    """Task id of a workflow's final callback."""
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+        return workflow.callback_task_id if workflow else None
+
+
+def fail_workflow(workflow_id: int, reason: str) -> None:
+    """Mark a workflow failed (its final callback raised, or it could not be sent)."""
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+        if workflow is None or workflow.state == WorkflowState.FAILED.value:
+            return
+        workflow.state, workflow.error, workflow.finished_at = (
+            WorkflowState.FAILED.value, reason[:4000], utcnow())
+
+
+def finish_workflow(workflow_id: int) -> dict:
+    """The final callback: record the run (for run start and stop) and close the workflow."""
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+        stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
+        unfinished = [st.name for st in stages if st.state != WorkflowState.SUCCEEDED.value]
+        if unfinished:
+            raise StepFailed(f"stage(s) not succeeded: {', '.join(unfinished)}")
+        outcome: dict = {"workflow": workflow_id}
+        if workflow.kind == "start_run":
+            outcome["run"] = _record_run_started(s, workflow, stages)
+        elif workflow.kind == "stop_run":
+            outcome["run"] = _record_run_stopped(s, workflow)
+        workflow.state, workflow.finished_at, workflow.error = (
+            WorkflowState.SUCCEEDED.value, utcnow(), None)
+        return outcome
+
+
+def _confirmed_at(s, stages: list[Stage]):
+    # The run starts when the last source confirmed, not when the callback ran.
+    times = [st.finished_at for stage in stages for st in latest_attempts(s, stage.id)
+             if st.finished_at is not None]
+    return max(times) if times else utcnow()
+
+
+def _record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
+    if workflow.run_id is not None:  # already recorded: the callback ran twice
+        return s.get(Run, workflow.run_id).number
+    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    if experiment is None:
+        raise StepFailed("no active experiment to record the run in")
+    number = experiment.last_run_number + 1
+    params = workflow.params
+    run = Run(experiment_id=experiment.id, number=number, title=params.get("title", ""),
+              run_class=params.get("run_class", "TEST"),
+              config_name=(params.get("config") or {}).get("name", ""),
+              started_at=_confirmed_at(s, stages))
+    s.add(run)
+    experiment.last_run_number = number
+    s.flush()
+    workflow.run_id = run.id
+    return number
+
+
+def _record_run_stopped(s, workflow: Workflow) -> int:
+    run = s.get(Run, workflow.run_id) if workflow.run_id else None
+    if run is None:
+        raise StepFailed("the run this stop belongs to is not in the database")
+    if run.stopped_at is None:
+        stages = s.exec(select(Stage).where(Stage.workflow_id == workflow.id)).all()
+        run.stopped_at = _confirmed_at(s, stages)
+    return run.number

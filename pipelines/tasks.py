@@ -1,0 +1,91 @@
+"""Celery tasks: thin wrappers that call an external system and record the outcome.
+
+Every task takes ids (never model objects), has a deadline, and fails with a
+message an operator can act on. Retries are deliberate: only a database that
+was briefly unavailable is retried, and every task is idempotent.
+"""
+from __future__ import annotations
+
+import time
+
+from celery import Task
+from sqlalchemy.exc import OperationalError
+
+from pipelines import ecc, records
+from pipelines.celery_app import app
+from pipelines.records import StepFailed
+
+# A briefly locked or unreachable database is worth a few tries, backing off.
+DB_RETRY = dict(autoretry_for=(OperationalError,), retry_backoff=1, retry_backoff_max=10,
+                max_retries=5, retry_jitter=True)
+
+
+class StepTask(Task):
+    """A member of a stage: whatever ends it, its step row records how."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        message = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+        records.finish_step(args[0], error=message or type(exc).__name__)
+
+
+class _ProgressReporter:
+    """Publishes a transition's progress as a custom state, at most once a second."""
+
+    def __init__(self, task: Task):
+        self.task, self.last = task, float("-inf")
+
+    def __call__(self, elapsed: float, expected: float) -> None:
+        now = time.monotonic()
+        if now - self.last >= 1.0:
+            self.last = now
+            self.task.update_state(state="PROGRESS",
+                                   meta={"elapsed": round(elapsed, 3), "expected": expected})
+
+
+@app.task(bind=True, base=StepTask, name="daqflow.ecc.transition", **DB_RETRY)
+def transition(self, step_id: int) -> dict:
+    """Drive one ECC server through one transition and wait for its confirmation."""
+    order = records.begin_transition(step_id)
+    client = ecc.client_for(order.server, order.url)
+    try:
+        sent = ecc.drive(client, order.operation, order.target, order.config, order.links,
+                         order.deadline_seconds, order.expected_seconds,
+                         on_progress=_ProgressReporter(self))
+    except ecc.EccError as exc:
+        raise StepFailed(str(exc)) from None
+    records.finish_step(step_id, ecc_state=int(order.target))
+    return {"server": order.server, "state": order.target.name, "sent": sent}
+
+
+@app.task(name="daqflow.stage.complete", **DB_RETRY)
+def complete_stage(stage_id: int) -> dict:
+    """Chord callback: the stage is done when every member's latest attempt succeeded."""
+    return records.complete_stage(stage_id)
+
+
+@app.task(name="daqflow.stage.failed", **DB_RETRY)
+def stage_failed(stage_id: int) -> None:
+    """Errback of a stage's chord callback: mark the stage and its workflow failed."""
+    records.fail_stage(stage_id, callback_error=_failure_of(records.stage_callback_id(stage_id)))
+
+
+@app.task(name="daqflow.workflow.finish", **DB_RETRY)
+def finish_workflow(workflow_id: int) -> dict:
+    """Final callback: record the run started or stopped, and close the workflow."""
+    return records.finish_workflow(workflow_id)
+
+
+@app.task(name="daqflow.workflow.failed", **DB_RETRY)
+def workflow_failed(workflow_id: int) -> None:
+    """Errback of the final callback: the workflow failed at its very end."""
+    error = _failure_of(records.workflow_callback_id(workflow_id))
+    records.fail_workflow(workflow_id, f"final callback failed: {error or 'unknown error'}")
+
+
+def _failure_of(task_id: str | None) -> str | None:
+    # Errbacks are sent with only the id of their stage or workflow (immutable), so
+    # the failed callback's message is read back from the result backend.
+    if not task_id:
+        return None
+    result = app.AsyncResult(task_id)
+    return str(result.result) if result.failed() else None

@@ -1,0 +1,258 @@
+"""Starting workflows: plan the stages, apply the rules, write the record, dispatch.
+
+The Workflow, Stage and Step rows are written, with every Celery id, before
+anything is sent; a refused request writes nothing.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from uuid import uuid4
+
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlmodel import select
+
+from models import (
+    Config,
+    DataSource,
+    ECCServer,
+    Experiment,
+    Run,
+    Stage,
+    Step,
+    StepState,
+    Workflow,
+    WorkflowState,
+    session,
+)
+from models.workflow import ACTIVE_STATES
+from pipelines import canvases, records
+from pipelines.ecc import TRANSITIONS, EccState, step_back
+
+RUN_CLASSES = ("TEST", "PROD", "BEAM", "JUNK", "PULS")
+# Operations that need the CoBos before the MuTAnT going up, or the MuTAnT first going down.
+UP_ORDERED = {"Describe", "Configure", "Start"}
+DOWN_ORDERED = {"Stop", "Breakup"}
+COLLECTIVE = {"describe": "Describe", "prepare": "Prepare", "configure": "Configure"}
+
+
+class Refused(Exception):
+    """The request breaks a run-control rule; nothing was written (HTTP 409)."""
+
+
+class NotFound(Exception):
+    """No such workflow (HTTP 404)."""
+
+
+class Unavailable(Exception):
+    """The broker could not be reached; the workflow is recorded as failed (HTTP 503)."""
+
+
+@dataclass
+class StagePlan:
+    name: str
+    operation: str
+    # (ECC server name, operation, target state) per member
+    members: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def _servers(s) -> list[tuple[ECCServer, bool]]:
+    """Every ECC server, and whether it drives the MuTAnT."""
+    servers = s.exec(select(ECCServer).order_by(ECCServer.name)).all()
+    mutant_servers = {src.ecc_server_id for src in s.exec(select(DataSource)).all() if src.is_mutant}
+    return [(server, server.id in mutant_servers) for server in servers]
+
+
+def ordered_stages(operation: str, servers: list[tuple[ECCServer, bool]],
+                   targets: dict[str, tuple[str, int]]) -> list[StagePlan]:
+    """Stages for one operation across servers, in the order the hardware needs.
+
+    Going up (Describe, Configure, Start) the CoBos go first and the MuTAnT last;
+    going down (Stop, Breakup) the MuTAnT goes first. Other operations run in one
+    stage. ``targets`` maps the servers taking part to (operation, target state).
+    Stages with no members are left out.
+    """
+    verb = operation.lower()
+    cobos = [srv.name for srv, mutant in servers if not mutant and srv.name in targets]
+    mutants = [srv.name for srv, mutant in servers if mutant and srv.name in targets]
+    if operation in UP_ORDERED:
+        plans = [StagePlan(f"{verb} CoBos", operation), StagePlan(f"{verb} MuTAnT", operation)]
+        groups = [cobos, mutants]
+    elif operation in DOWN_ORDERED:
+        plans = [StagePlan(f"{verb} MuTAnT", operation), StagePlan(f"{verb} CoBos", operation)]
+        groups = [mutants, cobos]
+    else:
+        plans, groups = [StagePlan(f"{verb} all", operation)], [cobos + mutants]
+    for plan, names in zip(plans, groups):
+        plan.members = [(name, *targets[name]) for name in names]
+    return [plan for plan in plans if plan.members]
+
+
+def daq_state(states: list[int | None]) -> str:
+    """The DAQ's overall state: the common state's name, Mixed, or Unknown."""
+    if not states:
+        return "Unknown"
+    if any(state is None for state in states):
+        return "Unknown"
+    if len(set(states)) > 1:
+        return "Mixed"
+    return EccState(states[0]).name
+
+
+def _refuse_if_busy(s) -> None:
+    active = s.exec(select(Workflow).where(Workflow.state.in_(ACTIVE_STATES))).first()
+    if active is not None:
+        raise Refused(f"workflow {active.id} ({active.kind}) is still active; "
+                      "wait for it to end")
+
+
+def current_run(s) -> Run | None:
+    """The run that has started and not stopped, in the active experiment."""
+    return s.exec(
+        select(Run).join(Experiment, Run.experiment_id == Experiment.id)
+        .where(Experiment.active == True, Run.started_at != None, Run.stopped_at == None)  # noqa: E711,E712
+        .order_by(Run.number.desc())
+    ).first()
+
+
+def _active_config(s) -> dict:
+    config = s.exec(select(Config).where(Config.active == True)).first()  # noqa: E712
+    if config is None:
+        raise Refused("no config is active: load a topology first")
+    return {"name": config.name, "describe": config.describe, "prepare": config.prepare,
+            "configure": config.configure}
+
+
+def _not_in(servers, state: EccState) -> list[str]:
+    return [f"{srv.name} is {EccState(srv.state).name if srv.state else 'unknown'}"
+            for srv, _ in servers if srv.state != state]
+
+
+def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> tuple[list[StagePlan], dict]:
+    """Stages and parameters for a workflow, or Refused with the rule it breaks."""
+    servers = _servers(s)
+    if not servers:
+        raise Refused("no ECC servers: load a topology first")
+    _refuse_if_busy(s)
+    params = {"config": _active_config(s)}
+    running = current_run(s)
+    if kind == "start_run":
+        if running is not None:
+            raise Refused(f"run {running.number} is going; stop it before starting another")
+        not_ready = _not_in(servers, EccState.READY)
+        if not_ready:
+            raise Refused("a run starts only when every source is READY: " + "; ".join(not_ready))
+        if s.exec(select(Experiment).where(Experiment.active == True)).first() is None:  # noqa: E712
+            raise Refused("no active experiment: load a topology first")
+        params.update(title=title, run_class=run_class)
+        operation, targets = "Start", {srv.name: ("Start", EccState.RUNNING) for srv, _ in servers}
+    elif kind == "stop_run":
+        if running is None:
+            raise Refused("no run is going")
+        params["run_number"] = running.number
+        operation, targets = "Stop", {srv.name: ("Stop", EccState.READY) for srv, _ in servers}
+    elif kind in COLLECTIVE:
+        operation = COLLECTIVE[kind]
+        if running is not None:
+            raise Refused(f"run {running.number} is going; stop it first")
+        targets = {srv.name: (operation, TRANSITIONS[operation][1]) for srv, _ in servers}
+    elif kind == "reset":
+        if running is not None:
+            raise Refused(f"run {running.number} is going; stop it before a reset")
+        operation, targets = _reset_targets(servers)
+    else:
+        raise Refused(f"unknown workflow {kind!r}")
+    return ordered_stages(operation, servers, targets), params
+
+
+def _reset_targets(servers) -> tuple[str, dict]:
+    # One step back, taken by the servers in the highest state, so a Mixed DAQ converges.
+    unknown = [srv.name for srv, _ in servers if srv.state is None]
+    if unknown:
+        raise Refused("state unknown for " + ", ".join(unknown) + "; wait for a refresh")
+    highest = EccState(max(srv.state for srv, _ in servers))
+    back = step_back(highest)
+    if back is None:
+        raise Refused("every source is IDLE: nothing to reset")
+    operation, target = back
+    return operation, {srv.name: back for srv, _ in servers if srv.state == highest}
+
+
+def expected_durations(s, operation: str, names: list[str], history: int = 5) -> dict[str, float]:
+    """Median of each server's last successful durations of ``operation``."""
+    rows = s.exec(
+        select(Step.target, Step.duration)
+        .where(Step.operation == operation, Step.state == StepState.SUCCEEDED.value,
+               Step.target.in_(names), Step.duration != None)  # noqa: E711
+        .order_by(Step.id.desc()).limit(history * max(len(names), 1) * 2)
+    ).all()
+    seen: dict[str, list[float]] = {}
+    for target, duration in rows:
+        if len(seen.setdefault(target, [])) < history:
+            seen[target].append(duration)
+    return {name: statistics.median(values) for name, values in seen.items()}
+
+
+def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
+    """Plan a workflow, write its rows with all Celery ids, and return its id.
+
+    Raises Refused (nothing written) when a rule forbids it.
+    """
+    with session() as s:
+        stages, params = plan(s, kind, title=title, run_class=run_class)
+        running = current_run(s)
+        workflow = Workflow(kind=kind, params=params, callback_task_id=str(uuid4()),
+                            run_id=running.id if kind == "stop_run" and running else None)
+        s.add(workflow)
+        s.flush()
+        defaults = {srv.name: srv.expected_seconds for srv, _ in _servers(s)}
+        for order, stage_plan in enumerate(stages):
+            stage = Stage(workflow_id=workflow.id, order=order, name=stage_plan.name,
+                          operation=stage_plan.operation, group_id=str(uuid4()),
+                          callback_task_id=str(uuid4()))
+            s.add(stage)
+            s.flush()
+            history = expected_durations(s, stage_plan.operation,
+                                         [name for name, _, _ in stage_plan.members])
+            for target, operation, target_state in stage_plan.members:
+                s.add(Step(stage_id=stage.id, target=target, operation=operation,
+                           target_state=int(target_state), task_id=str(uuid4()),
+                           expected_seconds=history.get(target, defaults.get(target))))
+        return workflow.id
+
+
+def dispatch(workflow_id: int) -> None:
+    """Send a written workflow's canvas to the broker."""
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+        stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
+        steps = s.exec(select(Step).join(Stage, Step.stage_id == Stage.id)
+                       .where(Stage.workflow_id == workflow_id)).all()
+    canvas = canvases.workflow_canvas(workflow, list(stages), list(steps))
+    try:
+        canvas.apply_async()
+    except (OperationalError, RedisConnectionError, OSError) as exc:
+        records.fail_workflow(workflow_id, f"could not send the workflow to the broker: {exc}")
+        raise Unavailable(f"the broker is unreachable ({exc}); nothing was started") from exc
+
+
+def launch(kind: str, title: str = "", run_class: str = "TEST") -> int:
+    """Create and dispatch a workflow; returns its id."""
+    workflow_id = create(kind, title=title, run_class=run_class)
+    dispatch(workflow_id)
+    return workflow_id
+
+
+def get(workflow_id: int) -> Workflow:
+    """A workflow by id, or NotFound."""
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+    if workflow is None:
+        raise NotFound(f"no workflow {workflow_id}")
+    return workflow
+
+
+__all__ = ["RUN_CLASSES", "Refused", "NotFound", "Unavailable", "launch", "create",
+           "dispatch", "plan", "ordered_stages", "daq_state", "current_run", "get",
+           "WorkflowState"]
