@@ -45,10 +45,13 @@ def stage_signature(stage: Stage, steps: Iterable[Step]) -> Signature:
     errback marks the stage and its workflow failed and the chain goes no further.
     """
     header = group([step_signature(step) for step in steps], task_id=stage.group_id, app=app)
-    body = signature(STAGE_CALLBACK, args=(stage.id,),
-                     task_id=stage.callback_task_id)
+    body = signature(STAGE_CALLBACK, args=(stage.id,), task_id=stage.callback_task_id)
     body.link_error(signature(STAGE_FAILED, args=(stage.id,)))
-    return chord(header, body, app=app)
+    stage_chord = chord(header, body, app=app)
+    # chord() keeps only the header's tasks; put the group back so it keeps its id.
+    # (A chord sent on from a worker gets a fresh group id; steps record the real one.)
+    stage_chord.tasks = header
+    return stage_chord
 
 
 def final_signature(workflow: Workflow) -> Signature:

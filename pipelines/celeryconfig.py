@@ -2,7 +2,9 @@
 from pipelines.settings import broker_url as _broker, float_env, result_backend as _backend
 
 broker_url = _broker()
-result_backend = _backend()
+# Redis results, through daqflow's backend class: it never subscribes to result channels
+# (daqflow reads results with MGET and never waits on them).
+result_backend = f"pipelines.results:RunControlRedisBackend+{_backend()}"
 
 # JSON only: tasks take ids and plain values, and nothing pickled crosses hosts.
 task_serializer = "json"

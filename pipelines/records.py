@@ -56,8 +56,11 @@ def _links(s, server: ECCServer) -> list[DataLink]:
                      router.type if router else "TCP") for source, router in rows]
 
 
-def begin_transition(step_id: int) -> TransitionOrder:
-    """Mark a transition step running and return what driving it takes."""
+def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrder:
+    """Mark a transition step running and return what driving it takes.
+
+    ``group_id`` is the Celery group the task ran in; the stage keeps the real one.
+    """
     with session() as s:
         step = s.get(Step, step_id)
         if step is None:
@@ -77,6 +80,8 @@ def begin_transition(step_id: int) -> TransitionOrder:
             expected_seconds=step.expected_seconds or server.expected_seconds,
         )
         _mark_running(step, stage, workflow)
+        if group_id and stage.group_id != group_id:
+            stage.group_id = group_id
     return order
 
 

@@ -20,12 +20,23 @@ DB_RETRY = dict(autoretry_for=(OperationalError,), retry_backoff=1, retry_backof
                 max_retries=5, retry_jitter=True)
 
 
+def failure_message(exc: BaseException) -> str:
+    """What the operator reads for a failed step: the ECC's words, or the error's type."""
+    if isinstance(exc, (StepFailed, ecc.EccError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class StepTask(Task):
-    """A member of a stage: whatever ends it, its step row records how."""
+    """A member of a stage: whatever ends it, its step row records how.
+
+    Steps record their failure themselves before raising, because Celery fires
+    the chord's errback before ``on_failure`` runs; this hook only catches what
+    got past that (a database that stayed away through every retry).
+    """
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        message = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
-        records.finish_step(args[0], error=message or type(exc).__name__)
+        records.finish_step(args[0], error=failure_message(exc))
 
 
 class _ProgressReporter:
@@ -45,14 +56,18 @@ class _ProgressReporter:
 @app.task(bind=True, base=StepTask, name="daqflow.ecc.transition", **DB_RETRY)
 def transition(self, step_id: int) -> dict:
     """Drive one ECC server through one transition and wait for its confirmation."""
-    order = records.begin_transition(step_id)
-    client = ecc.client_for(order.server, order.url)
     try:
+        order = records.begin_transition(step_id, group_id=self.request.group)
+        client = ecc.client_for(order.server, order.url)
         sent = ecc.drive(client, order.operation, order.target, order.config, order.links,
                          order.deadline_seconds, order.expected_seconds,
                          on_progress=_ProgressReporter(self))
-    except ecc.EccError as exc:
-        raise StepFailed(str(exc)) from None
+    except OperationalError:
+        raise  # the database: retried (the task is idempotent)
+    except Exception as exc:
+        message = failure_message(exc)
+        records.finish_step(step_id, error=message)
+        raise StepFailed(message) from None
     records.finish_step(step_id, ecc_state=int(order.target))
     return {"server": order.server, "state": order.target.name, "sent": sent}
 

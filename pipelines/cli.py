@@ -1,0 +1,250 @@
+"""The ``daqflow`` command: bring the DAQ control up, load a topology, drive runs."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+DEMO_TOPOLOGY = Path(__file__).parent / "demo_topology.toml"
+
+
+def _fail(message: str, code: int = 2):
+    click.echo(f"daqflow: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+def main():
+    """Run control for a GET-electronics DAQ."""
+
+
+# --- topology and simulator ---------------------------------------------------------
+
+@main.group()
+def topology():
+    """The DAQ's topology (ECC servers, sources, data routers, nodes)."""
+
+
+@topology.command("load")
+@click.argument("path", type=click.Path(dir_okay=False))
+def topology_load(path):
+    """Validate a topology file and write it to the database."""
+    import models
+    from pipelines import topology as topo
+
+    try:
+        parsed = topo.read(path)
+        models.create_all()
+        topo.load(parsed)
+    except topo.TopologyError as exc:
+        _fail(str(exc))
+    sources = sum(len(s.sources) for s in parsed.ecc_servers)
+    click.echo(f"loaded {path}: {len(parsed.ecc_servers)} ECC servers, {sources} sources, "
+               f"{len(parsed.data_routers)} data routers, experiment {parsed.experiment.name!r}")
+
+
+@main.command()
+@click.option("--topology", "path", envvar="DAQFLOW_TOPOLOGY", required=True,
+              type=click.Path(dir_okay=False), help="Topology whose ECC servers to play.")
+@click.option("--control-port", type=int, default=None, help="Extra port for /_sim/ control only.")
+@click.option("--seconds-per-source", type=float, default=None,
+              help="Transition time per source (default: from the topology).")
+def simulate(path, control_port, seconds_per_source):
+    """Serve every ECC server of a topology as a simulated SOAP server."""
+    from pipelines import ecc_simulator, topology as topo
+
+    try:
+        parsed = topo.read(path)
+    except topo.TopologyError as exc:
+        _fail(str(exc))
+    ecc_simulator.run(parsed, control_port=control_port, seconds_per_source=seconds_per_source)
+
+
+# --- processes ----------------------------------------------------------------------
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def web(host, port):
+    """Serve the web interface."""
+    from werkzeug.serving import run_simple
+
+    from webui import create_app
+
+    run_simple(host, port, create_app(), threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Simulated DAQ: SQLite, private Redis, ECC simulator.")
+@click.option("--topology", "path", type=click.Path(dir_okay=False), default=None,
+              help="Load this topology before starting.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Web server port.")
+def up(demo, path, port):
+    """Start everything the Procfile lists (Ctrl-C stops it all)."""
+    import models
+    from models.db import instance_dir
+    from pipelines import settings, supervisor, topology as topo
+
+    env = dict(os.environ, DAQFLOW_PORT=str(port), PYTHONUNBUFFERED="1")
+    instance = instance_dir()
+    env["DAQFLOW_INSTANCE"] = str(instance)
+    path = path or (str(DEMO_TOPOLOGY) if demo else os.environ.get("DAQFLOW_TOPOLOGY"))
+    models.create_all()
+    if path:
+        try:
+            topo.load(topo.read(path))
+        except topo.TopologyError as exc:
+            _fail(str(exc))
+        env["DAQFLOW_TOPOLOGY"] = str(Path(path).resolve())
+    commands = supervisor.read_procfile()
+    if not demo:
+        commands.pop("simulator", None)
+    redis_process = None
+    if not (os.environ.get("REDIS_URL") or os.environ.get("DAQFLOW_BROKER_URL")):
+        redis_process, url = supervisor.start_redis(instance)
+        env["REDIS_URL"] = url
+        settings.redis_url_file().write_text(url)
+        click.echo(f"private Redis at {url} (pid {redis_process.pid})")
+    click.echo(f"daqflow on http://127.0.0.1:{port}/ — Ctrl-C stops everything")
+    try:
+        code = supervisor.run_processes(commands, env)
+    finally:
+        if redis_process is not None:
+            supervisor.stop_all([redis_process])
+            settings.redis_url_file().unlink(missing_ok=True)
+    sys.exit(code)
+
+
+# --- run control --------------------------------------------------------------------
+
+def _launch(kind: str, wait: bool, **kwargs):
+    import models
+    from pipelines import workflows
+
+    models.create_all()
+    try:
+        workflow_id = workflows.launch(kind, **kwargs)
+    except (workflows.Refused, workflows.Unavailable) as exc:
+        _fail(str(exc), code=3 if isinstance(exc, workflows.Refused) else 4)
+    click.echo(f"workflow {workflow_id} ({kind}) started")
+    if wait:
+        sys.exit(_wait(workflow_id))
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+    filled = int(round(fraction * width))
+    return "#" * filled + "." * (width - filled)
+
+
+def _wait(workflow_id: int, interval: float = 0.5) -> int:
+    """Show a workflow's stages until it ends; 0 if it succeeded, 1 if not."""
+    from pipelines import progress
+
+    interactive = sys.stdout.isatty()
+    last = None
+    while True:
+        view = progress.read(workflow_id)
+        lines = [f"  {st['name']:<20} [{_bar(st['done'] / st['total'] if st['total'] else 0)}] "
+                 f"{st['done']}/{st['total']} {st['state']}" for st in view["stages"]]
+        if interactive and last is not None:
+            sys.stdout.write(f"\x1b[{len(last)}F")
+        if interactive or lines != last:
+            click.echo("\n".join(lines))
+        last = lines
+        if not view["active"]:
+            break
+        time.sleep(interval)
+    click.echo(f"workflow {workflow_id} {view['state']}")
+    if view["error"]:
+        click.echo(view["error"], err=True)
+    return 0 if view["state"] == "succeeded" else 1
+
+
+@main.group()
+def run():
+    """Start and stop runs."""
+
+
+@run.command("start")
+@click.option("--title", default="", help="Run title.")
+@click.option("--class", "run_class", default="TEST", show_default=True,
+              type=click.Choice(["TEST", "PROD", "BEAM", "JUNK", "PULS"]))
+@click.option("--wait", is_flag=True, help="Show progress; exit 0 only if the run started.")
+def run_start(title, run_class, wait):
+    """Start a run (every source must be READY)."""
+    _launch("start_run", wait, title=title, run_class=run_class)
+
+
+@run.command("stop")
+@click.option("--wait", is_flag=True, help="Show progress; exit 0 only if the run stopped.")
+def run_stop(wait):
+    """Stop the run that is going."""
+    _launch("stop_run", wait)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["describe", "prepare", "configure", "reset"]))
+@click.option("--wait", is_flag=True, help="Show progress; exit 0 only on success.")
+def transition(name, wait):
+    """Take every source through a transition (reset: one step back)."""
+    _launch(name, wait)
+
+
+@main.group()
+def workflow():
+    """Inspect workflows."""
+
+
+@workflow.command("show")
+@click.argument("workflow_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def workflow_show(workflow_id, as_json):
+    """A workflow's stages and steps."""
+    from pipelines import progress, workflows
+
+    try:
+        view = progress.read(workflow_id)
+    except workflows.NotFound as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    click.echo(f"workflow {view['id']} {view['kind']}: {view['state']}")
+    if view["error"]:
+        click.echo(f"  error: {view['error']}")
+    for stage in view["stages"]:
+        click.echo(f"  {stage['name']}: {stage['state']} ({stage['done']}/{stage['total']})")
+        for step in stage["steps"]:
+            took = f" {step['duration']:.2f}s" if step["duration"] is not None else ""
+            error = f" — {step['error']}" if step["error"] else ""
+            click.echo(f"    {step['target']} {step['operation']} #{step['attempt']} "
+                       f"{step['state']}{took}{error}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json):
+    """The DAQ's overall state, the current run and the active workflow."""
+    import models
+    from pipelines import progress
+
+    models.create_all()
+    view = progress.status()
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    run_line = (f"run {view['run']['number']} '{view['run']['title']}' since "
+                f"{view['run']['started_at']}" if view["run"] else "no run is going")
+    click.echo(f"experiment {view['experiment']}: DAQ {view['state']}, {run_line}")
+    if view["active_workflow"]:
+        click.echo(f"active workflow: {view['active_workflow']}")
+    for source in view["sources"]:
+        click.echo(f"  {source['name']:<16} {source['ecc_server']:<16} {source['state']}")
+
+
+if __name__ == "__main__":
+    main()

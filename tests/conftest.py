@@ -1,0 +1,209 @@
+"""Test harness: real processes wherever behaviour crosses a process.
+
+The session starts its own redis-server, an ECC simulator (``daqflow simulate``)
+and a Celery worker, each on free loopback ports, and stops them by PID.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSION_DIR = None
+
+
+def pytest_configure(config):
+    # Before anything reads its settings: every test talks to this session's own services.
+    global SESSION_DIR
+    import tempfile
+
+    SESSION_DIR = Path(tempfile.mkdtemp(prefix="daqflow-tests-"))
+    os.environ["DAQFLOW_INSTANCE"] = str(SESSION_DIR / "instance")
+    os.environ["DAQFLOW_DATABASE_URL"] = f"sqlite:///{SESSION_DIR / 'test.sqlite3'}"
+    for name in ("REDIS_URL", "DAQFLOW_BROKER_URL", "DAQFLOW_RESULT_BACKEND", "DAQFLOW_ECC_WSDL"):
+        os.environ.pop(name, None)
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.05, message: str = ""):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message or condition}")
+        time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a process this session started: SIGTERM by its PID, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- topology -----------------------------------------------------------------------
+
+def topology_text(ports: list[int], per_source: float = 0.2, timeout: float = 3.0,
+                  experiment: str = "test", shared_port: bool = False) -> str:
+    """A topology: one ECC server per port, the last one driving the MuTAnT."""
+    lines = [f'[experiment]\nname = "{experiment}"\n',
+             '[[configs]]\nname = "cfg"\ndescribe = "cfg"\nprepare = "cfg"\nconfigure = "cfg"\n',
+             f"[defaults]\ntransition_timeout = {timeout}\nexpected_seconds = {per_source}\n",
+             f"[simulator]\nseconds_per_source = {per_source}\n",
+             '[[nodes]]\nname = "localhost"\n']
+    for i, port in enumerate(ports):
+        mutant = i == len(ports) - 1
+        name, source = ("ecc-mutant", "Mutant[master]") if mutant else (f"ecc-cobo{i}", f"CoBo[{i}]")
+        path = f"/{name}" if shared_port else "/"
+        lines.append(f'[[ecc_servers]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}{path}"\n'
+                     f'node = "localhost"\nsources = ["{source}"]\n')
+        lines.append(f'[[data_routers]]\nname = "router-{i}"\nnode = "localhost"\n'
+                     f'source = "{source}"\nip_address = "127.0.0.1"\nport = {46005 + i}\n'
+                     f'type = "{"FDT" if mutant else "TCP"}"\nstaging_dir = "staging/{i}"\n')
+    return "\n".join(lines)
+
+
+class SimulatorHandle:
+    """A running ``daqflow simulate`` process and its control endpoints."""
+
+    def __init__(self, proc, ports, topology_path):
+        self.proc, self.ports, self.topology_path = proc, ports, topology_path
+        self.control_port = ports[0]
+
+    def _call(self, method: str, path: str, payload=None):
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
+                                         data=data, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def reset(self):
+        return self._call("POST", "/_sim/reset", {})
+
+    def fault(self, server, kind, operation="*", **fields):
+        return self._call("POST", "/_sim/faults",
+                          dict(server=server, kind=kind, operation=operation, **fields))
+
+    def set_state(self, server, state):
+        return self._call("POST", "/_sim/set", {"server": server, "state": int(state)})
+
+    def states(self):
+        return self._call("GET", "/_sim/state")
+
+    def log(self, transitions_only: bool = True):
+        entries = self._call("GET", "/_sim/log")
+        return [e for e in entries if not transitions_only or e["operation"] != "GetState"]
+
+
+def start_simulator(directory: Path, ports: list[int], text: str) -> SimulatorHandle:
+    """Run ``daqflow simulate`` on a topology and wait until every port answers."""
+    from pipelines.supervisor import wait_for_port
+
+    path = directory / "topology.toml"
+    path.write_text(text)
+    log = open(directory / "simulator.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "simulate", "--topology",
+                             str(path)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    for port in set(ports):
+        wait_for_port(port, timeout=20)
+    return SimulatorHandle(proc, ports, path)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A redis-server of this session's own, on a free loopback port."""
+    from pipelines import supervisor
+
+    proc, url = supervisor.start_redis(SESSION_DIR)
+    os.environ["REDIS_URL"] = url
+    yield url
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def simulator(redis_url):
+    """The ECC simulator for the standard test DAQ: 8 CoBos and a MuTAnT, one server each."""
+    from pipelines.supervisor import free_port
+
+    ports = [free_port() for _ in range(9)]
+    directory = SESSION_DIR / "sim"
+    directory.mkdir()
+    handle = start_simulator(directory, ports, topology_text(ports))
+    yield handle
+    stop_process(handle.proc)
+
+
+@pytest.fixture(scope="session")
+def worker(redis_url, simulator):
+    """A real Celery worker (thread pool) on the control and files queues."""
+    from pipelines.celery_app import app
+
+    log = open(SESSION_DIR / "worker.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "pipelines.celery_app", "worker", "--pool",
+         "threads", "--concurrency", "32", "--queues", "control,files", "--hostname",
+         f"test-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    wait_for(lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
+             timeout=60, message="the Celery worker to answer a ping")
+    assert proc.poll() is None, (SESSION_DIR / "worker.log").read_text()
+    yield proc
+    stop_process(proc)
+
+
+@pytest.fixture
+def daq(simulator, redis_url):
+    """The standard test DAQ, loaded fresh: simulator reset, no workflows or runs."""
+    import models
+    from models import Run, Stage, Step, Workflow
+    from pipelines import topology
+    from sqlmodel import delete, update
+
+    models.create_all()
+    with models.session() as s:
+        for table in (Step, Stage, Workflow, Run):
+            s.exec(delete(table))
+    simulator.reset()
+    topology.load(topology.read(simulator.topology_path))
+    with models.session() as s:
+        s.exec(update(models.Experiment).values(last_run_number=-1))
+    return simulator
+
+
+@pytest.fixture
+def running_daq(daq, worker):
+    """The standard DAQ with a worker serving it."""
+    return daq
+
+
+def wait_workflow(workflow_id: int, timeout: float = 30.0) -> dict:
+    """Wait until a workflow has ended; return its progress read."""
+    from pipelines import progress
+
+    return wait_for(lambda: (lambda v: v if not v["active"] else None)(progress.read(workflow_id)),
+                    timeout=timeout, message=f"workflow {workflow_id} to end")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # In CI nothing may be skipped: a test that cannot run there is a failure.
+    if os.environ.get("CI"):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        skipped = reporter.stats.get("skipped", []) if reporter else []
+        if skipped:
+            reporter.write_line(f"CI: {len(skipped)} test(s) skipped; that is a failure here",
+                                red=True)
+            session.exitstatus = 1

@@ -1,0 +1,75 @@
+"""Unit tests of canvas structure: pure functions, nothing sent."""
+from celery.canvas import _chain, _chord
+
+from models import Stage, Step, Workflow
+from pipelines import canvases, workflows
+from pipelines.ecc import EccState
+from models import ECCServer
+
+
+def _rows():
+    workflow = Workflow(id=7, kind="start_run", callback_task_id="wf-cb")
+    stages = [Stage(id=2, workflow_id=7, order=1, name="start MuTAnT", operation="Start",
+                    group_id="g2", callback_task_id="cb2"),
+              Stage(id=1, workflow_id=7, order=0, name="start CoBos", operation="Start",
+                    group_id="g1", callback_task_id="cb1")]
+    steps = [Step(id=10 + i, stage_id=1, target=f"ecc-cobo{i}", operation="Start",
+                  task_id=f"t{i}") for i in range(3)]
+    steps.append(Step(id=20, stage_id=2, target="ecc-mutant", operation="Start", task_id="tm"))
+    return workflow, stages, steps
+
+
+def test_workflow_is_a_chain_of_chords_then_the_final_callback():
+    canvas = canvases.workflow_canvas(*_rows())
+    assert isinstance(canvas, _chain)
+    first, second, final = canvas.tasks
+    assert isinstance(first, _chord) and isinstance(second, _chord)
+    assert first.tasks.options["task_id"] == "g1" and second.tasks.options["task_id"] == "g2"
+    assert [t.options["task_id"] for t in first.tasks.tasks] == ["t0", "t1", "t2"]
+    assert [t.args for t in first.tasks.tasks] == [(10,), (11,), (12,)]
+    assert {t.task for t in first.tasks.tasks} == {"daqflow.ecc.transition"}
+    assert first.body.task == "daqflow.stage.complete" and first.body.args == (1,)
+    assert first.body.options["task_id"] == "cb1"
+    assert first.body.options["link_error"][0]["task"] == "daqflow.stage.failed"
+    assert final.task == "daqflow.workflow.finish" and final.options["task_id"] == "wf-cb"
+    assert final.options["link_error"][0]["args"] == [7] or final.options["link_error"][0]["args"] == (7,)
+    assert all(t.immutable for t in first.tasks.tasks)
+
+
+def test_stages_without_steps_to_run_are_left_out():
+    workflow, stages, steps = _rows()
+    canvas = canvases.workflow_canvas(workflow, stages, [s for s in steps if s.stage_id == 2])
+    assert len(canvas.tasks) == 2
+    assert canvas.tasks[0].body.args == (2,)
+
+
+def _servers(states):
+    out = []
+    for i, state in enumerate(states):
+        mutant = i == len(states) - 1
+        out.append((ECCServer(id=i, name="ecc-mutant" if mutant else f"ecc-cobo{i}", url="",
+                              state=state), mutant))
+    return out
+
+
+def test_up_puts_cobos_first_and_down_puts_the_mutant_first():
+    servers = _servers([4, 4, 4])
+    targets = {srv.name: ("Start", EccState.RUNNING) for srv, _ in servers}
+    up = workflows.ordered_stages("Start", servers, targets)
+    assert [p.name for p in up] == ["start CoBos", "start MuTAnT"]
+    assert [m[0] for m in up[1].members] == ["ecc-mutant"]
+    down = workflows.ordered_stages("Stop", servers, targets)
+    assert [p.name for p in down] == ["stop MuTAnT", "stop CoBos"]
+    assert [p.name for p in workflows.ordered_stages("Prepare", servers, targets)] == ["prepare all"]
+
+
+def test_empty_stages_are_skipped():
+    servers = _servers([4, 4, 4])
+    targets = {"ecc-cobo0": ("Start", EccState.RUNNING)}
+    assert [p.name for p in workflows.ordered_stages("Start", servers, targets)] == ["start CoBos"]
+
+
+def test_overall_state():
+    assert workflows.daq_state([4, 4]) == "READY"
+    assert workflows.daq_state([4, 5]) == "Mixed"
+    assert workflows.daq_state([4, None]) == "Unknown"

@@ -1,0 +1,204 @@
+"""Workflows on a real worker, real Redis and the simulator over HTTP."""
+import subprocess
+import sys
+
+import pytest
+import redis
+from sqlalchemy import event
+from sqlmodel import func, select, update
+
+import models
+from models import ECCServer, Experiment, Run, Stage, Step, Workflow
+from pipelines import progress, topology, workflows
+from pipelines.ecc import EccState
+from tests.conftest import ROOT, start_simulator, stop_process, topology_text, wait_for, wait_workflow
+
+COBOS = [f"ecc-cobo{i}" for i in range(8)]
+
+
+def set_all(sim, state: EccState):
+    """Put every simulated server, and the database's view of it, in ``state``."""
+    for name in COBOS + ["ecc-mutant"]:
+        sim.set_state(name, state)
+    with models.session() as s:
+        s.exec(update(ECCServer).values(state=int(state)))
+
+
+def row_counts():
+    with models.session() as s:
+        return tuple(s.exec(select(func.count()).select_from(t)).one()
+                     for t in (Workflow, Stage, Step, Run))
+
+
+def test_describe_prepare_configure_then_start_and_stop_a_run(running_daq):
+    sim = running_daq
+    for kind in ("describe", "prepare", "configure"):
+        view = wait_workflow(workflows.launch(kind))
+        assert view["state"] == "succeeded", view
+    assert set(s["state"] for s in sim.states().values()) == {EccState.READY}
+
+    sim.reset()  # a clean request log for the start
+    set_all(sim, EccState.READY)
+    start = wait_workflow(workflows.launch("start_run", title="cosmics", run_class="PROD"))
+    assert start["state"] == "succeeded", start
+    assert [st["name"] for st in start["stages"]] == ["start CoBos", "start MuTAnT"]
+    log = sim.log(transitions_only=False)
+    mutant_start = next(e["time"] for e in log if e["server"] == "ecc-mutant" and e["operation"] == "Start")
+    cobo_requests = [e["time"] for e in log if e["server"] != "ecc-mutant"]
+    assert len([e for e in log if e["operation"] == "Start"]) == 9
+    assert max(cobo_requests) < mutant_start, "a CoBo was still being driven when the MuTAnT started"
+    with models.session() as s:
+        run = s.exec(select(Run)).one()
+        assert (run.number, run.title, run.run_class, run.config_name) == (0, "cosmics", "PROD", "cfg")
+        assert run.started_at is not None and run.stopped_at is None
+        assert s.exec(select(Experiment).where(Experiment.active == True)).one().last_run_number == 0  # noqa: E712
+
+    stop = wait_workflow(workflows.launch("stop_run"))
+    assert stop["state"] == "succeeded", stop
+    assert [st["name"] for st in stop["stages"]] == ["stop MuTAnT", "stop CoBos"]
+    log = sim.log(transitions_only=False)
+    first_cobo_stop = min(e["time"] for e in log if e["server"] != "ecc-mutant" and e["operation"] == "Stop")
+    assert max(e["time"] for e in log if e["server"] == "ecc-mutant") < first_cobo_stop
+    with models.session() as s:
+        run = s.exec(select(Run)).one()
+        assert run.stopped_at is not None and run.duration_seconds > 0
+
+
+def test_a_failing_source_fails_its_stage_and_leaves_the_run_unrecorded(running_daq):
+    sim = running_daq
+    set_all(sim, EccState.READY)
+    sim.fault("ecc-cobo3", "error", operation="Start", code=5, message="CoBo[3]: clock not locked")
+    view = wait_workflow(workflows.launch("start_run", title="beam"))
+    assert view["state"] == "failed"
+    assert "CoBo[3]: clock not locked" in view["error"]
+    cobos, mutant = view["stages"]
+    assert cobos["state"] == "failed" and cobos["done"] == 7 and cobos["failed"] == 1
+    failed = [st for st in cobos["steps"] if st["state"] == "failed"]
+    assert [st["target"] for st in failed] == ["ecc-cobo3"]
+    assert "CoBo[3]: clock not locked (error code 5)" in failed[0]["error"]
+    assert mutant["state"] == "pending" and mutant["done"] == 0
+    assert not any(e["server"] == "ecc-mutant" for e in sim.log())
+    with models.session() as s:
+        assert s.exec(select(Run)).all() == []
+        assert s.exec(select(Experiment)).one().last_run_number == -1
+    wait_for(lambda: progress.read(view["id"])["stages"][0]["callback_state"] == "FAILURE")
+
+
+def test_a_transition_that_never_ends_fails_at_the_deadline_while_others_complete(running_daq):
+    sim = running_daq
+    sim.fault("ecc-cobo1", "hang", operation="Prepare")
+    set_all(sim, EccState.DESCRIBED)
+    view = wait_workflow(workflows.launch("prepare"), timeout=20)
+    steps = {st["target"]: st for st in view["stages"][0]["steps"]}
+    assert steps["ecc-cobo1"]["state"] == "failed"
+    assert "not confirmed within its deadline of 3 s" in steps["ecc-cobo1"]["error"]
+    assert all(st["state"] == "succeeded" for name, st in steps.items() if name != "ecc-cobo1")
+
+
+def test_transitions_are_idempotent(running_daq):
+    sim = running_daq
+    set_all(sim, EccState.DESCRIBED)
+    view = wait_workflow(workflows.launch("describe"))
+    assert view["state"] == "succeeded"
+    assert sim.log() == []  # nothing was sent: every server was already DESCRIBED
+
+
+def test_reset_takes_one_step_back_from_the_highest_state(running_daq):
+    sim = running_daq
+    set_all(sim, EccState.PREPARED)
+    sim.set_state("ecc-cobo2", EccState.READY)
+    with models.session() as s:
+        s.exec(update(ECCServer).where(ECCServer.name == "ecc-cobo2").values(state=4))
+    view = wait_workflow(workflows.launch("reset"))
+    assert view["state"] == "succeeded"
+    assert [(e["server"], e["operation"]) for e in sim.log()] == [("ecc-cobo2", "Breakup")]
+    assert {s["state"] for s in sim.states().values()} == {EccState.PREPARED}
+
+
+@pytest.mark.parametrize("setup, kind, message", [
+    ("idle", "start_run", "a run starts only when every source is READY"),
+    ("idle", "stop_run", "no run is going"),
+    ("running", "start_run", "run 0 is going; stop it before starting another"),
+    ("running", "configure", "run 0 is going"),
+    ("busy", "describe", "is still active"),
+    ("idle-known", "reset", "every source is IDLE: nothing to reset"),
+])
+def test_refusals_write_nothing(daq, setup, kind, message):
+    with models.session() as s:
+        if setup == "running":
+            experiment = s.exec(select(Experiment)).one()
+            s.add(Run(experiment_id=experiment.id, number=0, started_at=models.db.utcnow()))
+            experiment.last_run_number = 0
+        if setup == "busy":
+            s.add(Workflow(kind="describe", state="running"))
+        if setup == "idle-known":
+            s.exec(update(ECCServer).values(state=1))
+    before = row_counts()
+    with pytest.raises(workflows.Refused, match=message):
+        workflows.launch(kind)
+    assert row_counts() == before
+
+
+class CountingRedis(redis.Redis):
+    """A Redis client that counts the commands it sends (one per round trip here)."""
+
+    commands: list
+
+    def execute_command(self, *args, **options):
+        self.commands.append(args[0])
+        return super().execute_command(*args, **options)
+
+
+@pytest.fixture
+def big_daq(redis_url, worker, tmp_path):
+    """64 simulated ECC servers behind one port, on distinct paths."""
+    from pipelines.supervisor import free_port
+
+    port = free_port()
+    sim = start_simulator(tmp_path, [port] * 64, topology_text([port] * 64, per_source=0.3,
+                                                               shared_port=True))
+    with models.session() as s:
+        for table in (Step, Stage, Workflow, Run):
+            s.exec(table.__table__.delete())
+    topology.load(topology.read(sim.topology_path))
+    yield sim
+    stop_process(sim.proc)
+
+
+def test_progress_read_of_64_sources_costs_one_query_and_one_redis_round_trip(big_daq, redis_url):
+    workflow_id = workflows.launch("describe")
+    client = CountingRedis.from_url(redis_url)
+    client.commands = []
+    statements = []
+    engine = models.get_engine()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        wait_for(lambda: progress.read(workflow_id)["done"] > 0, timeout=20)
+        statements.clear()
+        client.commands = []
+        view = progress.read(workflow_id, redis_client=client)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert view["total"] == 64
+    assert client.commands == ["MGET"]
+    assert len(statements) == 1
+    running = [st for stage in view["stages"] for st in stage["steps"]]
+    assert len(running) == 64
+    final = wait_workflow(workflow_id)
+    assert final["state"] == "succeeded" and final["done"] == 64
+
+
+def test_cli_wait_reports_success_and_refusal_by_exit_code(running_daq):
+    set_all(running_daq, EccState.PREPARED)
+    ok = subprocess.run([sys.executable, "-m", "pipelines.cli", "transition", "configure", "--wait"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "succeeded" in ok.stdout and "configure CoBos" in ok.stdout
+    stop = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "stop", "--wait"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 3 and "no run is going" in stop.stderr
+    running_daq.fault("ecc-mutant", "error", operation="Start", message="shelf not ready")
+    failed = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "start", "--title",
+                             "t", "--wait"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "shelf not ready" in failed.stderr

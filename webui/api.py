@@ -1,0 +1,80 @@
+"""The JSON interface for scripts: start, stop, transitions, workflow progress, status."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from pipelines import progress, workflows
+from webui.views import TRANSITIONS, Invalid, error_status, parse_start
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _json_body() -> dict:
+    if not request.data:
+        return {}
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object")
+    return data
+
+
+@bp.errorhandler(workflows.Refused)
+@bp.errorhandler(workflows.NotFound)
+@bp.errorhandler(workflows.Unavailable)
+@bp.errorhandler(Invalid)
+def _error(exc: Exception):
+    return jsonify(error=str(exc)), error_status(exc)
+
+
+def register_json_errors(app) -> None:
+    """Answer JSON for unknown URLs and methods under /api (routing errors skip blueprints)."""
+    from flask import render_template_string
+
+    def http_error(exc):
+        if request.path.startswith("/api/"):
+            return jsonify(error=exc.description), exc.code
+        return render_template_string("{{ e.code }} {{ e.name }}: {{ e.description }}", e=exc), exc.code
+
+    app.register_error_handler(404, http_error)
+    app.register_error_handler(405, http_error)
+
+
+def _accepted(workflow_id: int):
+    return jsonify(workflow_id=workflow_id), 202
+
+
+@bp.post("/runs/start")
+def start_run():
+    """``{"title", "run_class"}`` -> 202 ``{"workflow_id"}``."""
+    title, run_class = parse_start(_json_body())
+    return _accepted(workflows.launch("start_run", title=title, run_class=run_class))
+
+
+@bp.post("/runs/stop")
+def stop_run():
+    """-> 202 ``{"workflow_id"}``."""
+    if _json_body():
+        raise Invalid("stop takes no fields")
+    return _accepted(workflows.launch("stop_run"))
+
+
+@bp.post("/transitions/<name>")
+def transition(name: str):
+    """Describe, prepare, configure or reset every source -> 202 ``{"workflow_id"}``."""
+    if name not in TRANSITIONS:
+        raise workflows.NotFound(f"no transition {name!r}; use one of {', '.join(TRANSITIONS)}")
+    if _json_body():
+        raise Invalid("transitions take no fields")
+    return _accepted(workflows.launch(name))
+
+
+@bp.get("/workflows/<int:workflow_id>")
+def workflow(workflow_id: int):
+    """The progress read of one workflow."""
+    return jsonify(progress.read(workflow_id))
+
+
+@bp.get("/status")
+def status():
+    """Overall DAQ state, current run, active workflow, servers and sources."""
+    return jsonify(progress.status())

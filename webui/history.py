@@ -1,0 +1,40 @@
+"""Workflow pages: one workflow's stages and steps, and the history of all workflows."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, render_template
+from sqlmodel import select
+
+from models import Run, Workflow, session
+from pipelines import progress, workflows
+
+bp = Blueprint("history", __name__, url_prefix="/workflows")
+
+
+@bp.get("/")
+def index():
+    """Every workflow, newest first, with its outcome."""
+    with session() as s:
+        rows = s.exec(select(Workflow, Run).join(Run, Workflow.run_id == Run.id, isouter=True)
+                      .order_by(Workflow.id.desc()).limit(500)).all()
+    return render_template("history/index.html", rows=rows)
+
+
+def _workflow_or_404(workflow_id: int) -> dict:
+    try:
+        return progress.read(workflow_id)
+    except workflows.NotFound:
+        abort(404)
+
+
+@bp.get("/<int:workflow_id>")
+def show(workflow_id: int):
+    """One workflow: stages, steps, attempts, durations and errors."""
+    return render_template("history/show.html", workflow=_workflow_or_404(workflow_id),
+                           poll_seconds=current_app.config["POLL_SECONDS"])
+
+
+@bp.get("/<int:workflow_id>/live")
+def live(workflow_id: int):
+    """The workflow's stages and steps alone; polls itself while the workflow is active."""
+    return render_template("history/_workflow.html", workflow=_workflow_or_404(workflow_id),
+                           poll_seconds=current_app.config["POLL_SECONDS"])

@@ -1,0 +1,83 @@
+"""The run-control page: DAQ state, run, sources with progress bars, and the buttons."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, make_response, render_template, request
+
+from pipelines import progress, workflows
+from webui.views import TRANSITIONS, Invalid, error_status, parse_start
+
+bp = Blueprint("runcontrol", __name__)
+
+
+def live_context() -> dict:
+    """Everything the live section shows: status, and the active (or last) workflow."""
+    status = progress.status()
+    workflow_id = status["active_workflow"] or status["last_workflow"]
+    workflow = progress.read(workflow_id) if workflow_id else None
+    by_server = {}
+    if workflow:
+        for stage in workflow["stages"]:
+            for step in stage["steps"]:
+                by_server[step["target"]] = step
+    return {"status": status, "workflow": workflow, "step_of": by_server,
+            "poll_seconds": current_app.config["POLL_SECONDS"]}
+
+
+def _live(status_code: int = 200):
+    return make_response(render_template("runcontrol/_live.html", **live_context()), status_code)
+
+
+def _refusal(exc: Exception):
+    # htmx swaps error answers into the message box instead of the live section.
+    response = make_response(render_template("runcontrol/_message.html", message=str(exc)),
+                             error_status(exc))
+    response.headers["HX-Retarget"] = "#message"
+    response.headers["HX-Reswap"] = "innerHTML"
+    return response
+
+
+@bp.get("/")
+def page():
+    """The run-control page."""
+    return render_template("runcontrol/page.html", transitions=TRANSITIONS,
+                           run_classes=workflows.RUN_CLASSES, **live_context())
+
+
+@bp.get("/live")
+def live():
+    """The live section alone; it polls itself while a workflow is active."""
+    return _live()
+
+
+def _launch(kind: str, **kwargs):
+    try:
+        workflows.launch(kind, **kwargs)
+    except (workflows.Refused, workflows.Unavailable) as exc:
+        return _refusal(exc)
+    response = _live(202)
+    response.headers["HX-Trigger"] = "daqflow-clear-message"
+    return response
+
+
+@bp.post("/actions/start")
+def start_run():
+    """Start a run (form fields ``title`` and ``run_class``)."""
+    try:
+        title, run_class = parse_start(request.form.to_dict())
+    except Invalid as exc:
+        return _refusal(exc)
+    return _launch("start_run", title=title, run_class=run_class)
+
+
+@bp.post("/actions/stop")
+def stop_run():
+    """Stop the run that is going."""
+    return _launch("stop_run")
+
+
+@bp.post("/actions/transition/<name>")
+def transition(name: str):
+    """Describe, prepare, configure or reset every source."""
+    if name not in TRANSITIONS:
+        return _refusal(workflows.NotFound(f"no transition {name!r}"))
+    return _launch(name)
