@@ -114,3 +114,25 @@ def test_clients_are_reused_per_server_and_built_lazily(sim):
     url = f"http://127.0.0.1:{sim.ports[0]}/"
     assert ecc.client_for("ecc-cobo0", url) is ecc.client_for("ecc-cobo0", url)
     assert ecc.client_for("ecc-cobo0", url) is not ecc.client_for("ecc-cobo1", url)
+
+
+def test_a_shared_server_works_through_its_sources_in_series(tmp_path):
+    from pipelines import topology
+    from pipelines.ecc_simulator import Simulator
+    from pipelines.supervisor import free_port
+    port = free_port()
+    text = (f'[experiment]\nname = "t"\n[[configs]]\nname = "cfg"\ndescribe = "cfg"\n'
+            f'prepare = "cfg"\nconfigure = "cfg"\n[simulator]\nseconds_per_source = 0.15\n'
+            f'[[ecc_servers]]\nname = "ecc-mutant"\nurl = "http://127.0.0.1:{port}/"\n'
+            f'sources = ["CoBo[0]", "CoBo[1]", "Mutant[master]"]\n')
+    sim = Simulator(topology.parse(text))
+    sim.serve()
+    try:
+        c = ecc.EccClient("ecc-mutant", f"http://127.0.0.1:{port}/")
+        shared_links = [DataLink(name, "r", "127.0.0.1", 46005)
+                        for name in ("CoBo[0]", "CoBo[1]", "Mutant[master]")]
+        started = time.monotonic()
+        assert ecc.drive(c, "Describe", EccState.DESCRIBED, CONFIG, shared_links, 5.0, 0.45)
+        assert time.monotonic() - started >= 0.45  # 3 sources x 0.15 s, one after another
+    finally:
+        sim.shutdown()

@@ -88,7 +88,18 @@ def test_a_transition_that_never_ends_fails_at_the_deadline_while_others_complet
     sim = running_daq
     sim.fault("ecc-cobo1", "hang", operation="Prepare")
     set_all(sim, EccState.DESCRIBED)
-    view = wait_workflow(workflows.launch("prepare"), timeout=20)
+    workflow_id = workflows.launch("prepare")
+
+    def hanging_step():
+        for stage in progress.read(workflow_id)["stages"]:
+            for step in stage["steps"]:
+                if step["target"] == "ecc-cobo1" and step["task_state"] == "PROGRESS":
+                    return step
+
+    live = wait_for(hanging_step, timeout=10, message="the hanging step's PROGRESS state")
+    assert live["state"] == "running" and live["expected"] == pytest.approx(0.2)
+    assert live["elapsed"] is not None and 0 < live["progress"] <= 0.99
+    view = wait_workflow(workflow_id, timeout=20)
     steps = {st["target"]: st for st in view["stages"][0]["steps"]}
     assert steps["ecc-cobo1"]["state"] == "failed"
     assert "not confirmed within its deadline of 3 s" in steps["ecc-cobo1"]["error"]
