@@ -321,7 +321,7 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
         if elapsed >= deadline_seconds:
             raise EccError(client.name, operation,
                            f"not confirmed within its deadline of {deadline_seconds:g} s "
-                           f"(last seen: state {_state_name(report.state)}, "
+                           f"(last seen: state {state_name(report.state)}, "
                            f"transition {report.transition})")
         sleep(min(poll_delay(elapsed, expected_seconds), max(deadline_seconds - elapsed, 0.01)))
         report = client.get_state()
@@ -329,11 +329,14 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
             if report.state == target:
                 return sent
             raise EccError(client.name, operation,
-                           f"transition ended in state {_state_name(report.state)}, "
+                           f"transition ended in state {state_name(report.state)}, "
                            f"not {target.name}")
 
 
-def _state_name(state: int) -> str:
+def state_name(state: int | None) -> str:
+    """A state's name for people: READY, ..., UNKNOWN when never seen, else the number."""
+    if state is None:
+        return "UNKNOWN"
     try:
         return EccState(state).name
     except ValueError:

@@ -15,6 +15,7 @@ from models import DataSource, ECCServer, Experiment, Stage, Step, StepState, Wo
 from models.db import utcnow
 from models.workflow import ACTIVE_STATES
 from pipelines.celery_app import app
+from pipelines.ecc import state_name
 from pipelines.workflows import NotFound, current_run, daq_state
 
 FINISHED = (StepState.SUCCEEDED.value, StepState.FAILED.value, StepState.LOST.value)
@@ -141,15 +142,10 @@ def status() -> dict:
         },
         "active_workflow": active.id if active else None,
         "last_workflow": last.id if last else None,
-        "servers": [{"name": srv.name, "url": srv.url, "state": _state_name(srv.state),
+        "servers": [{"name": srv.name, "url": srv.url, "state": state_name(srv.state),
                      "online": srv.online, "last_seen_at": _iso(srv.last_seen_at),
                      "error": srv.last_error} for srv in servers],
         "sources": [{"name": src.name, "ecc_server": by_id[src.ecc_server_id].name,
-                     "state": _state_name(by_id[src.ecc_server_id].state)} for src in sources],
+                     "state": state_name(by_id[src.ecc_server_id].state)} for src in sources],
     }
 
-
-def _state_name(state: int | None) -> str:
-    from pipelines.ecc import EccState
-
-    return EccState(state).name if state else "UNKNOWN"

@@ -28,7 +28,7 @@ from models import (
 )
 from models.workflow import ACTIVE_STATES
 from pipelines import canvases, records
-from pipelines.ecc import TRANSITIONS, EccState, step_back
+from pipelines.ecc import TRANSITIONS, EccState, state_name, step_back
 
 RUN_CLASSES = ("TEST", "PROD", "BEAM", "JUNK", "PULS")
 # Operations that need the CoBos before the MuTAnT going up, or the MuTAnT first going down.
@@ -125,12 +125,21 @@ def _active_config(s) -> dict:
 
 
 def _not_in(servers, state: EccState) -> list[str]:
-    return [f"{srv.name} is {EccState(srv.state).name if srv.state else 'unknown'}"
-            for srv, _ in servers if srv.state != state]
+    return [f"{srv.name} is {state_name(srv.state)}" for srv, _ in servers if srv.state != state]
 
 
-def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> tuple[list[StagePlan], dict]:
-    """Stages and parameters for a workflow, or Refused with the rule it breaks."""
+@dataclass
+class WorkflowPlan:
+    """What a workflow will do: its stages, parameters, run, and per-server expected times."""
+
+    stages: list[StagePlan]
+    params: dict
+    run_id: int | None
+    expected_seconds: dict[str, float]
+
+
+def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> WorkflowPlan:
+    """A workflow's plan, or Refused with the rule it breaks."""
     servers = _servers(s)
     if not servers:
         raise Refused("no ECC servers: load a topology first")
@@ -163,7 +172,9 @@ def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> tuple[list[S
         operation, targets = _reset_targets(servers)
     else:
         raise Refused(f"unknown workflow {kind!r}")
-    return ordered_stages(operation, servers, targets), params
+    return WorkflowPlan(ordered_stages(operation, servers, targets), params,
+                        running.id if kind == "stop_run" else None,
+                        {srv.name: srv.expected_seconds for srv, _ in servers})
 
 
 def _reset_targets(servers) -> tuple[str, dict]:
@@ -200,14 +211,12 @@ def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
     Raises Refused (nothing written) when a rule forbids it.
     """
     with session() as s:
-        stages, params = plan(s, kind, title=title, run_class=run_class)
-        running = current_run(s)
-        workflow = Workflow(kind=kind, params=params, callback_task_id=str(uuid4()),
-                            run_id=running.id if kind == "stop_run" and running else None)
+        planned = plan(s, kind, title=title, run_class=run_class)
+        workflow = Workflow(kind=kind, params=planned.params, callback_task_id=str(uuid4()),
+                            run_id=planned.run_id)
         s.add(workflow)
         s.flush()
-        defaults = {srv.name: srv.expected_seconds for srv, _ in _servers(s)}
-        for order, stage_plan in enumerate(stages):
+        for order, stage_plan in enumerate(planned.stages):
             stage = Stage(workflow_id=workflow.id, order=order, name=stage_plan.name,
                           operation=stage_plan.operation, group_id=str(uuid4()),
                           callback_task_id=str(uuid4()))
@@ -218,7 +227,7 @@ def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
             for target, operation, target_state in stage_plan.members:
                 s.add(Step(stage_id=stage.id, target=target, operation=operation,
                            target_state=int(target_state), task_id=str(uuid4()),
-                           expected_seconds=history.get(target, defaults.get(target))))
+                           expected_seconds=history.get(target, planned.expected_seconds.get(target))))
         return workflow.id
 
 
