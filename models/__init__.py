@@ -7,6 +7,7 @@ from models.daq import (  # noqa: F401
     ECCServer,
     Experiment,
     Run,
+    RunFiles,
 )
 from models.db import create_all, get_engine, reset_engine, session  # noqa: F401
 from models.workflow import Stage, Step, StepState, Workflow, WorkflowState  # noqa: F401

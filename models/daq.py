@@ -34,6 +34,8 @@ class Run(SQLModel, table=True):
     config_name: str = Field(default="", max_length=200)
     started_at: Optional[datetime] = _ts()
     stopped_at: Optional[datetime] = _ts()
+    # When every data router's files of this run were organized (None: not yet).
+    files_organized_at: Optional[datetime] = _ts()
 
     @property
     def duration_seconds(self) -> Optional[float]:
@@ -78,6 +80,9 @@ class ECCServer(SQLModel, table=True):
     online: Optional[bool] = Field(default=None)
     last_seen_at: Optional[datetime] = _ts()
     last_error: Optional[str] = Field(default=None, max_length=2000)
+    # Where the server reads its .xcfg files, and where a stop backs them up (on its node).
+    config_dir: Optional[str] = Field(default=None, max_length=1000)
+    backup_dir: Optional[str] = Field(default=None, max_length=1000)
 
 
 # A data router: receives one source's stream and writes .graw files to staging.
@@ -89,6 +94,16 @@ class DataRouter(SQLModel, table=True):
     port: int = Field(default=46005)
     type: str = Field(default="TCP", max_length=8)
     staging_dir: str = Field(max_length=1000)
+    # Last check: router process running, .graw files left in staging (None: unknown).
+    online: Optional[bool] = Field(default=None)
+    graw_files: Optional[int] = Field(default=None)
+    checked_at: Optional[datetime] = _ts()
+    last_error: Optional[str] = Field(default=None, max_length=2000)
+
+    @property
+    def clean(self) -> Optional[bool]:
+        """A staging directory is clean when it holds no .graw file."""
+        return None if self.graw_files is None else self.graw_files == 0
 
 
 # A data source (a CoBo board or the MuTAnT) driven by one ECC server.
@@ -102,3 +117,18 @@ class DataSource(SQLModel, table=True):
     def is_mutant(self) -> bool:
         """The MuTAnT goes last on the way up and first on the way down."""
         return self.name.lower().startswith("mutant")
+
+
+# What a stop did with one run's files on one node: a router's data, or an ECC's configs.
+class RunFiles(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("run_id", "kind", "target"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    # "data" (a router's .graw files, moved) or "configs" (an ECC's .xcfg files, copied).
+    kind: str = Field(max_length=16)
+    target: str = Field(max_length=200)
+    node: str = Field(max_length=200)
+    folder: str = Field(max_length=2000)
+    files: int = Field(default=0)
+    bytes: int = Field(default=0)
+    recorded_at: Optional[datetime] = _ts()

@@ -223,6 +223,36 @@ def workflow_show(workflow_id, as_json):
             error = f" — {step['error']}" if step["error"] else ""
             click.echo(f"    {step['target']} {step['operation']} #{step['attempt']} "
                        f"{step['state']}{took}{error}")
+    if view["files"]:
+        files = view["files"]
+        click.echo(f"  files of run {files['run_number']}: "
+                   f"{'organized' if files['organized_at'] else 'NOT all organized'}")
+        for row in files["data"] + files["configs"]:
+            click.echo(f"    {row['kind']:<7} {row['target']:<16} {row['files']:>5} files "
+                       f"{row['bytes']:>12} bytes  {row['node']}:{row['folder']}")
+
+
+@main.group()
+def routers():
+    """Data routers: process and staging-directory checks."""
+
+
+@routers.command("check")
+@click.option("--json", "as_json", is_flag=True)
+def routers_check(as_json):
+    """Check every data router now; exit 1 if a run could not start on them."""
+    import models
+    from pipelines import routers as router_checks
+
+    models.create_all()
+    statuses = router_checks.check_all()
+    if as_json:
+        click.echo(json.dumps([dict(vars(st), clean=st.clean) for st in statuses], indent=2))
+    for st in statuses if not as_json else []:
+        process = {True: "running", False: "NOT RUNNING", None: "unknown"}[st.online]
+        click.echo(f"{st.name:<16} {st.node:<12} process {process:<11} "
+                   f"{st.problem() or 'staging clean'}")
+    sys.exit(1 if any(st.problem() for st in statuses) else 0)
 
 
 @main.command()

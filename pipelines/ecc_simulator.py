@@ -15,6 +15,9 @@ Tests and operators steer it over plain HTTP on any of its ports:
   ``times`` limits how often it fires
 - ``DELETE /_sim/faults`` clear faults;  ``POST /_sim/reset`` everything back to IDLE
 - ``POST /_sim/set``     ``{"server", "state"}`` or ``{"seconds_per_source": s}``
+- ``POST /_sim/routers`` ``{"process": "stop" | "start"}``: the data routers' process
+
+``daqflow simulate`` also plays the data routers (see ``router_simulator``).
 """
 from __future__ import annotations
 
@@ -103,6 +106,7 @@ class Simulator:
         self.log_lock = threading.Lock()
         self.httpds: dict[tuple[str, int], ThreadingHTTPServer] = {}
         self.echo = False
+        self.routers = None  # SimulatedRouters, when ``run`` plays them
 
     # --- the ECC operations ---------------------------------------------------------
 
@@ -198,6 +202,8 @@ class Simulator:
                     server.state, server.target, server.hanging = EccState.IDLE, None, False
                     server.faults.clear()
             self.reopen_all()
+            if self.routers is not None:
+                self.routers.reset()
             with self.log_lock:
                 self.log.clear()
             return 200, {"reset": True}
@@ -211,6 +217,12 @@ class Simulator:
             return 200, {"cleared": True}
         if method == "POST" and path == "/_sim/set":
             return self._set(payload)
+        if method == "POST" and path == "/_sim/routers" and self.routers is not None:
+            if payload.get("process") == "stop":
+                self.routers.stop_process()
+            elif payload.get("process") == "start":
+                self.routers.start_process()
+            return 200, {"routers": payload}
         return 404, {"error": f"no control endpoint {method} {path}"}
 
     def _add_fault(self, payload: dict) -> tuple[int, object]:
@@ -359,8 +371,12 @@ def _handler_for(sim: Simulator, address: tuple[str, int]):
 def run(topology: Topology, control_port: int | None = None,
         seconds_per_source: float | None = None) -> None:
     """Serve a topology's ECC servers until interrupted (``daqflow simulate``)."""
+    from pipelines.router_simulator import SimulatedRouters
+
     sim = Simulator(topology, seconds_per_source=seconds_per_source)
     sim.echo = True
+    sim.routers = SimulatedRouters(sim, topology)
+    sim.routers.start()
     sim.serve(control_port)
     for (host, port), paths in sim.routes.items():
         names = ", ".join(s.name for s in paths.values())
@@ -371,5 +387,6 @@ def run(topology: Topology, control_port: int | None = None,
     except KeyboardInterrupt:
         pass
     finally:
+        sim.routers.shutdown()
         sim.shutdown()
         sys.stdout.flush()

@@ -11,7 +11,20 @@ from datetime import datetime
 from redis.exceptions import RedisError
 from sqlmodel import select
 
-from models import DataSource, ECCServer, Experiment, Stage, Step, StepState, Workflow, session
+from models import (
+    DaqNode,
+    DataRouter,
+    DataSource,
+    ECCServer,
+    Experiment,
+    Run,
+    RunFiles,
+    Stage,
+    Step,
+    StepState,
+    Workflow,
+    session,
+)
 from models.db import utcnow
 from models.workflow import ACTIVE_STATES
 from pipelines.celery_app import app
@@ -116,6 +129,25 @@ def read(workflow_id: int, redis_client=None) -> dict:
         "done": sum(st["done"] for st in stage_views), "total": total,
         "callback_state": metas.get(workflow.callback_task_id, {}).get("status", "PENDING"),
         "stages": stage_views, "live": live_error is None, "live_error": live_error,
+        "files": run_files(workflow.run_id) if workflow.kind == "stop_run" else None,
+    }
+
+
+def run_files(run_id: int | None) -> dict | None:
+    """What a stop did with its run's files: per router (data) and per ECC server (configs)."""
+    if run_id is None:
+        return None
+    with session() as s:
+        run = s.get(Run, run_id)
+        rows = s.exec(select(RunFiles).where(RunFiles.run_id == run_id)
+                      .order_by(RunFiles.kind, RunFiles.target)).all()
+    views = [{"kind": r.kind, "target": r.target, "node": r.node, "folder": r.folder,
+              "files": r.files, "bytes": r.bytes, "recorded_at": _iso(r.recorded_at)} for r in rows]
+    return {
+        "run_number": run.number if run else None,
+        "organized_at": _iso(run.files_organized_at) if run else None,
+        "data": [v for v in views if v["kind"] == "data"],
+        "configs": [v for v in views if v["kind"] == "configs"],
     }
 
 
@@ -129,6 +161,9 @@ def status() -> dict:
         active = s.exec(select(Workflow).where(Workflow.state.in_(ACTIVE_STATES))
                         .order_by(Workflow.id.desc())).first()
         last = s.exec(select(Workflow).order_by(Workflow.id.desc())).first()
+        routers = s.exec(select(DataRouter, DaqNode)
+                         .join(DaqNode, DataRouter.node_id == DaqNode.id, isouter=True)
+                         .order_by(DataRouter.name)).all()
     by_id = {srv.id: srv for srv in servers}
     now = utcnow()
     return {
@@ -147,5 +182,9 @@ def status() -> dict:
                      "error": srv.last_error} for srv in servers],
         "sources": [{"name": src.name, "ecc_server": by_id[src.ecc_server_id].name,
                      "state": state_name(by_id[src.ecc_server_id].state)} for src in sources],
+        "routers": [{"name": r.name, "node": node.name if node else None,
+                     "staging_dir": r.staging_dir, "online": r.online, "clean": r.clean,
+                     "graw_files": r.graw_files, "checked_at": _iso(r.checked_at),
+                     "error": r.last_error} for r, node in routers],
     }
 

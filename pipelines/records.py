@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from models import (
+    DaqNode,
     DataRouter,
     DataSource,
     ECCServer,
     Experiment,
     Run,
+    RunFiles,
     Stage,
     Step,
     StepState,
@@ -23,6 +25,7 @@ from models import (
     session,
 )
 from models.db import utcnow
+from pipelines import nodes
 from pipelines.ecc import ConfigId, DataLink, EccState
 
 
@@ -56,17 +59,21 @@ def _links(s, server: ECCServer) -> list[DataLink]:
                      router.type if router else "TCP") for source, router in rows]
 
 
+def _step_rows(s, step_id: int) -> tuple[Step, Stage, Workflow]:
+    step = s.get(Step, step_id)
+    if step is None:
+        raise StepFailed(f"step {step_id} does not exist")
+    stage = s.get(Stage, step.stage_id)
+    return step, stage, s.get(Workflow, stage.workflow_id)
+
+
 def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrder:
     """Mark a transition step running and return what driving it takes.
 
     ``group_id`` is the Celery group the task ran in; the stage keeps the real one.
     """
     with session() as s:
-        step = s.get(Step, step_id)
-        if step is None:
-            raise StepFailed(f"step {step_id} does not exist")
-        stage = s.get(Stage, step.stage_id)
-        workflow = s.get(Workflow, stage.workflow_id)
+        step, stage, workflow = _step_rows(s, step_id)
         server = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
         if server is None:
             raise StepFailed(f"ECC server {step.target} is not in the topology any more")
@@ -79,13 +86,13 @@ def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrd
             links=_links(s, server), deadline_seconds=server.transition_timeout,
             expected_seconds=step.expected_seconds or server.expected_seconds,
         )
-        _mark_running(step, stage, workflow)
-        if group_id and stage.group_id != group_id:
-            stage.group_id = group_id
+        _mark_running(step, stage, workflow, group_id)
     return order
 
 
-def _mark_running(step: Step, stage: Stage, workflow: Workflow) -> None:
+def _mark_running(step: Step, stage: Stage, workflow: Workflow, group_id: str | None) -> None:
+    if group_id and stage.group_id != group_id:
+        stage.group_id = group_id
     now = utcnow()
     if step.state in (StepState.PENDING.value, StepState.LOST.value):
         step.state = StepState.RUNNING.value
@@ -96,23 +103,102 @@ def _mark_running(step: Step, stage: Stage, workflow: Workflow) -> None:
         workflow.state = WorkflowState.RUNNING.value
 
 
+@dataclass(frozen=True)
+class FilesOrder:
+    """What a files task needs: the node, the folders, and the run they belong to."""
+
+    kind: str  # "data": a router's .graw files; "configs": an ECC server's .xcfg files
+    target: str
+    access: nodes.NodeAccess
+    source_dir: str
+    backup_root: str | None
+    experiment: str
+    run_number: int
+    config_files: list[str]
+
+
+def node_access(node: DaqNode) -> nodes.NodeAccess:
+    """How to reach a node, from its row."""
+    return nodes.NodeAccess(node.name, node.host, node.user, node.port, node.key_path)
+
+
+def begin_files_step(step_id: int, group_id: str | None = None) -> FilesOrder:
+    """Mark an organize or backup step running and return what it takes."""
+    with session() as s:
+        step, stage, workflow = _step_rows(s, step_id)
+        run = s.get(Run, workflow.run_id) if workflow.run_id else None
+        if run is None:
+            raise StepFailed("the run whose files these are is not in the database")
+        experiment = s.get(Experiment, run.experiment_id)
+        if step.operation == "organize":
+            owner = s.exec(select(DataRouter).where(DataRouter.name == step.target)).first()
+            kind, what = "data", "data router"
+        else:
+            owner = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
+            kind, what = "configs", "ECC server"
+        if owner is None:
+            raise StepFailed(f"{what} {step.target} is not in the topology any more")
+        node = s.get(DaqNode, owner.node_id) if owner.node_id else None
+        if node is None:
+            raise StepFailed(f"{what} {step.target} has no node to reach its files on")
+        order = FilesOrder(
+            kind=kind, target=step.target, access=node_access(node),
+            source_dir=owner.staging_dir if kind == "data" else owner.config_dir,
+            backup_root=None if kind == "data" else owner.backup_dir,
+            experiment=experiment.name, run_number=run.number,
+            config_files=nodes.config_files(workflow.params.get("config") or {})
+            if kind == "configs" else [],
+        )
+        _mark_running(step, stage, workflow, group_id)
+    return order
+
+
+def finish_files_step(step_id: int, order: FilesOrder, moved: nodes.Moved) -> None:
+    """Record a files step's success and add what it moved to the run's record."""
+    with session() as s:
+        step, _, workflow = _step_rows(s, step_id)
+        if step.state in (StepState.SUCCEEDED.value, StepState.FAILED.value):
+            return  # delivered twice: counted once
+        record = s.exec(select(RunFiles).where(
+            RunFiles.run_id == workflow.run_id, RunFiles.kind == order.kind,
+            RunFiles.target == order.target)).first()
+        if record is None:
+            record = RunFiles(run_id=workflow.run_id, kind=order.kind, target=order.target,
+                              node=order.access.name, folder=moved.folder)
+            s.add(record)
+        # A repeated organize moves only what was left, so the counts add up.
+        record.files = (record.files or 0) + moved.files
+        record.bytes = (record.bytes or 0) + moved.bytes
+        record.folder, record.recorded_at = moved.folder, utcnow()
+        if order.kind == "data":
+            router = s.exec(select(DataRouter).where(DataRouter.name == order.target)).first()
+            if router is not None:
+                router.graw_files, router.checked_at = 0, utcnow()
+        _finish(s, step)
+
+
 def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = None) -> None:
     """Record a step's end: succeeded, or failed with the error the operator will read."""
     with session() as s:
         step = s.get(Step, step_id)
-        if step is None or step.state in (StepState.SUCCEEDED.value, StepState.FAILED.value):
-            return
-        now = utcnow()
-        step.state = StepState.FAILED.value if error else StepState.SUCCEEDED.value
-        step.error = error[:4000] if error else None
-        step.finished_at = now
-        step.started_at = step.started_at or now
-        step.duration = (now - step.started_at).total_seconds()
-        if ecc_state is not None:
-            server = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
-            if server is not None:
-                server.state, server.online, server.last_seen_at = ecc_state, True, now
-                server.last_error = None
+        if step is not None:
+            _finish(s, step, error, ecc_state)
+
+
+def _finish(s, step: Step, error: str | None = None, ecc_state: int | None = None) -> None:
+    if step.state in (StepState.SUCCEEDED.value, StepState.FAILED.value):
+        return
+    now = utcnow()
+    step.state = StepState.FAILED.value if error else StepState.SUCCEEDED.value
+    step.error = error[:4000] if error else None
+    step.finished_at = now
+    step.started_at = step.started_at or now
+    step.duration = (now - step.started_at).total_seconds()
+    if ecc_state is not None:
+        server = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
+        if server is not None:
+            server.state, server.online, server.last_seen_at = ecc_state, True, now
+            server.last_error = None
 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
@@ -137,7 +223,24 @@ def complete_stage(stage_id: int) -> dict:
         if failed:
             raise StepFailed(_summary(stage, failed))
         stage.state, stage.finished_at, stage.error = WorkflowState.SUCCEEDED.value, utcnow(), None
+        _after_stage(s, stage)
         return {"stage": stage.name, "members": len(steps)}
+
+
+def _after_stage(s, stage: Stage) -> None:
+    # A stop is recorded once every source confirmed it, before any file is touched;
+    # a run's files are organized once every router's files are.
+    workflow = s.get(Workflow, stage.workflow_id)
+    if workflow.kind != "stop_run":
+        return
+    stages = s.exec(select(Stage).where(Stage.workflow_id == workflow.id)).all()
+    if stage.operation == "Stop":
+        stops = [st for st in stages if st.operation == "Stop"]
+        if all(st.state == WorkflowState.SUCCEEDED.value for st in stops):
+            _record_run_stopped(s, workflow, stops)
+    elif stage.operation == "organize":
+        run = s.get(Run, workflow.run_id)
+        run.files_organized_at = run.files_organized_at or utcnow()
 
 
 def _summary(stage: Stage, failed: list[Step]) -> str:
@@ -197,7 +300,7 @@ def finish_workflow(workflow_id: int) -> dict:
         if workflow.kind == "start_run":
             outcome["run"] = _record_run_started(s, workflow, stages)
         elif workflow.kind == "stop_run":
-            outcome["run"] = _record_run_stopped(s, workflow)
+            outcome["run"] = _record_run_stopped(s, workflow, stages)
         workflow.state, workflow.finished_at, workflow.error = (
             WorkflowState.SUCCEEDED.value, utcnow(), None)
         return outcome
@@ -229,11 +332,10 @@ def _record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
     return number
 
 
-def _record_run_stopped(s, workflow: Workflow) -> int:
+def _record_run_stopped(s, workflow: Workflow, stages: list[Stage]) -> int:
     run = s.get(Run, workflow.run_id) if workflow.run_id else None
     if run is None:
         raise StepFailed("the run this stop belongs to is not in the database")
     if run.stopped_at is None:
-        stages = s.exec(select(Stage).where(Stage.workflow_id == workflow.id)).all()
-        run.stopped_at = _confirmed_at(s, stages)
+        run.stopped_at = _confirmed_at(s, [st for st in stages if st.operation == "Stop"])
     return run.number

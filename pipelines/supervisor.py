@@ -94,6 +94,9 @@ def _pump(name: str, stream, width: int) -> None:
 def run_processes(commands: dict[str, str], env: dict[str, str]) -> int:
     """Run commands until Ctrl-C or until one exits; then stop the others. Exit code."""
     width = max(map(len, commands))
+    # The Procfile's daqflow and celery are this installation's, activated or not.
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(env, PATH=os.pathsep.join([bin_dir, env.get("PATH", os.defpath)]))
     processes: dict[str, subprocess.Popen] = {}
     stop = threading.Event()
     # Handle both explicitly: a shell that started us in the background ignores SIGINT.

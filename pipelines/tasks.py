@@ -11,7 +11,7 @@ import time
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from pipelines import ecc, records
+from pipelines import ecc, nodes, records
 from pipelines.celery_app import app
 from pipelines.records import StepFailed
 
@@ -22,7 +22,7 @@ DB_RETRY = dict(autoretry_for=(OperationalError,), retry_backoff=1, retry_backof
 
 def failure_message(exc: BaseException) -> str:
     """What the operator reads for a failed step: the ECC's words, or the error's type."""
-    if isinstance(exc, (StepFailed, ecc.EccError)):
+    if isinstance(exc, (StepFailed, ecc.EccError, nodes.NodeError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -53,23 +53,63 @@ class _ProgressReporter:
                                    meta={"elapsed": round(elapsed, 3), "expected": expected})
 
 
-@app.task(bind=True, base=StepTask, name="daqflow.ecc.transition", **DB_RETRY)
-def transition(self, step_id: int) -> dict:
-    """Drive one ECC server through one transition and wait for its confirmation."""
+def _perform(step_id: int, work):
+    """Run a step's work; a failure is recorded on the step before the task raises."""
     try:
-        order = records.begin_transition(step_id, group_id=self.request.group)
-        client = ecc.client_for(order.server, order.url)
-        sent = ecc.drive(client, order.operation, order.target, order.config, order.links,
-                         order.deadline_seconds, order.expected_seconds,
-                         on_progress=_ProgressReporter(self))
+        return work()
     except OperationalError:
         raise  # the database: retried (the task is idempotent)
     except Exception as exc:
         message = failure_message(exc)
         records.finish_step(step_id, error=message)
         raise StepFailed(message) from None
+
+
+@app.task(bind=True, base=StepTask, name="daqflow.ecc.transition", **DB_RETRY)
+def transition(self, step_id: int) -> dict:
+    """Drive one ECC server through one transition and wait for its confirmation."""
+    def work():
+        order = records.begin_transition(step_id, group_id=self.request.group)
+        client = ecc.client_for(order.server, order.url)
+        sent = ecc.drive(client, order.operation, order.target, order.config, order.links,
+                         order.deadline_seconds, order.expected_seconds,
+                         on_progress=_ProgressReporter(self))
+        return order, sent
+
+    order, sent = _perform(step_id, work)
     records.finish_step(step_id, ecc_state=int(order.target))
     return {"server": order.server, "state": order.target.name, "sent": sent}
+
+
+def _files_step(task: Task, step_id: int) -> dict:
+    # Connect and command timeouts bound the step (thread pools have no time limit).
+    def work():
+        order = records.begin_files_step(step_id, group_id=task.request.group)
+        with nodes.Node(order.access) as node:
+            if order.kind == "data":
+                moved = nodes.organize(node, order.source_dir, order.experiment, order.run_number)
+            else:
+                moved = nodes.backup_configs(node, order.source_dir, order.backup_root,
+                                             order.experiment, order.run_number,
+                                             order.config_files)
+        return order, moved
+
+    order, moved = _perform(step_id, work)
+    records.finish_files_step(step_id, order, moved)
+    return {"target": order.target, "folder": moved.folder, "files": moved.files,
+            "bytes": moved.bytes}
+
+
+@app.task(bind=True, base=StepTask, name="daqflow.files.organize", **DB_RETRY)
+def organize_files(self, step_id: int) -> dict:
+    """Move one data router's .graw files of the stopped run into its run folder."""
+    return _files_step(self, step_id)
+
+
+@app.task(bind=True, base=StepTask, name="daqflow.files.backup", **DB_RETRY)
+def backup_configs(self, step_id: int) -> dict:
+    """Copy the run's three .xcfg files into the run's backup folder on an ECC's node."""
+    return _files_step(self, step_id)
 
 
 @app.task(name="daqflow.stage.complete", **DB_RETRY)

@@ -29,6 +29,8 @@ from models.db import instance_dir
 from models.workflow import ACTIVE_STATES
 
 NAME = r"^[^\x00-\x1f]{1,200}$"
+# A name that becomes a folder or file name on a node: anything but a path separator.
+PATH_PART = r"^(?!\.\.?$)[^\x00-\x1f/]{1,200}$"
 
 
 class TopologyError(ValueError):
@@ -39,21 +41,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _path_part(value: str) -> str:
+    if not re.fullmatch(PATH_PART, value):
+        raise ValueError(f"{value!r} becomes a folder or file name on the DAQ nodes: it must be "
+                         "1-200 characters, without '/' or control characters, and not . or ..")
+    return value
+
+
 class ExperimentSpec(_Strict):
-    name: str = Field(pattern=NAME)
+    name: str
     config: Optional[str] = None
+
+    _name = field_validator("name")(_path_part)
 
 
 class ConfigSpec(_Strict):
     name: str = Field(pattern=NAME)
-    describe: str = Field(pattern=NAME)
-    prepare: str = Field(pattern=NAME)
-    configure: str = Field(pattern=NAME)
+    describe: str
+    prepare: str
+    configure: str
+
+    _files = field_validator("describe", "prepare", "configure")(_path_part)
 
 
 class Defaults(_Strict):
     transition_timeout: float = Field(default=120.0, gt=0)
     expected_seconds: float = Field(default=5.0, gt=0)
+    # Where ECC servers keep their .xcfg files, and where a stop backs them up.
+    config_dir: Optional[str] = Field(default=None, min_length=1)
+    backup_dir: Optional[str] = Field(default=None, min_length=1)
 
 
 class SimulatorSpec(_Strict):
@@ -75,6 +91,8 @@ class EccServerSpec(_Strict):
     sources: list[str] = Field(min_length=1)
     transition_timeout: Optional[float] = Field(default=None, gt=0)
     expected_seconds: Optional[float] = Field(default=None, gt=0)
+    config_dir: Optional[str] = Field(default=None, min_length=1)
+    backup_dir: Optional[str] = Field(default=None, min_length=1)
 
     @field_validator("url")
     @classmethod
@@ -197,14 +215,33 @@ def read(path: str | Path) -> Topology:
     return parse(text, origin=str(path))
 
 
-def _staging_dir(router: DataRouterSpec, node: NodeSpec) -> str:
-    # A relative staging directory only makes sense on the local (demo) node.
-    if Path(router.staging_dir).is_absolute():
-        return router.staging_dir
-    if node.host not in (None, "localhost", "127.0.0.1"):
-        raise TopologyError(f"data_routers: {router.name}: staging_dir must be absolute "
-                            f"on remote node {node.name!r}")
-    return str(instance_dir() / router.staging_dir)
+def node_dir(path: str, node: NodeSpec | None, where: str) -> str:
+    """A directory on a node; a relative one is under the instance folder (local nodes only)."""
+    if Path(path).is_absolute():
+        return path
+    if node is None or node.host not in (None, "localhost", "127.0.0.1"):
+        raise TopologyError(f"{where}: {path!r} must be an absolute path on a remote node")
+    return str(instance_dir() / path)
+
+
+def ecc_dirs(topo: Topology, server: EccServerSpec) -> tuple[str | None, str | None]:
+    """An ECC server's config and backup directories, resolved (None: no config backup)."""
+    config_dir = server.config_dir or topo.defaults.config_dir
+    backup_dir = server.backup_dir or topo.defaults.backup_dir
+    if not (config_dir and backup_dir):
+        return None, None
+    node = next((n for n in topo.nodes if n.name == server.node), None)
+    if node is None:
+        raise TopologyError(f"ecc_servers: {server.name}: config backup needs the server's node")
+    where = f"ecc_servers: {server.name}"
+    return node_dir(config_dir, node, where), node_dir(backup_dir, node, where)
+
+
+def staging_dirs(topo: Topology) -> dict[str, str]:
+    """Each data router's staging directory, resolved."""
+    nodes = {n.name: n for n in topo.nodes}
+    return {r.name: node_dir(r.staging_dir, nodes[r.node], f"data_routers: {r.name}: staging_dir")
+            for r in topo.data_routers}
 
 
 def load(topo: Topology) -> None:
@@ -213,8 +250,8 @@ def load(topo: Topology) -> None:
     Refused while a workflow is active. Run history and workflows are kept: steps
     name their targets, so they survive a reload.
     """
-    nodes_by_name = {n.name: n for n in topo.nodes}
-    staging = {r.name: _staging_dir(r, nodes_by_name[r.node]) for r in topo.data_routers}
+    staging = staging_dirs(topo)
+    backups = {spec.name: ecc_dirs(topo, spec) for spec in topo.ecc_servers}
     with session() as s:
         if s.exec(select(Workflow.id).where(Workflow.state.in_(ACTIVE_STATES))).first():
             raise TopologyError("a workflow is active; load the topology when it has ended")
@@ -244,6 +281,7 @@ def load(topo: Topology) -> None:
                 name=spec.name, url=spec.url, node_id=node_ids.get(spec.node),
                 transition_timeout=spec.transition_timeout or topo.defaults.transition_timeout,
                 expected_seconds=spec.expected_seconds or topo.defaults.expected_seconds,
+                config_dir=backups[spec.name][0], backup_dir=backups[spec.name][1],
             )
             s.add(server)
             s.flush()

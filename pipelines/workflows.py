@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from models import (
     Config,
+    DataRouter,
     DataSource,
     ECCServer,
     Experiment,
@@ -27,7 +28,7 @@ from models import (
     session,
 )
 from models.workflow import ACTIVE_STATES
-from pipelines import canvases, records
+from pipelines import canvases, records, routers
 from pipelines.ecc import TRANSITIONS, EccState, state_name, step_back
 
 RUN_CLASSES = ("TEST", "PROD", "BEAM", "JUNK", "PULS")
@@ -53,8 +54,8 @@ class Unavailable(Exception):
 class StagePlan:
     name: str
     operation: str
-    # (ECC server name, operation, target state) per member
-    members: list[tuple[str, str, int]] = field(default_factory=list)
+    # (ECC server or data router name, operation, target ECC state or None) per member
+    members: list[tuple[str, str, int | None]] = field(default_factory=list)
 
 
 def _servers(s) -> list[tuple[ECCServer, bool]]:
@@ -161,6 +162,9 @@ def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> WorkflowPlan
             raise Refused("no run is going")
         params["run_number"] = running.number
         operation, targets = "Stop", {srv.name: ("Stop", EccState.READY) for srv, _ in servers}
+        return WorkflowPlan(ordered_stages(operation, servers, targets) + _end_of_run(s, servers),
+                            params, running.id, {srv.name: srv.expected_seconds
+                                                 for srv, _ in servers})
     elif kind in COLLECTIVE:
         operation = COLLECTIVE[kind]
         if running is not None:
@@ -172,9 +176,26 @@ def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> WorkflowPlan
         operation, targets = _reset_targets(servers)
     else:
         raise Refused(f"unknown workflow {kind!r}")
-    return WorkflowPlan(ordered_stages(operation, servers, targets), params,
-                        running.id if kind == "stop_run" else None,
+    return WorkflowPlan(ordered_stages(operation, servers, targets), params, None,
                         {srv.name: srv.expected_seconds for srv, _ in servers})
+
+
+# Expected seconds of a files step until it has a history.
+FILES_EXPECTED_SECONDS = 2.0
+
+
+def _end_of_run(s, servers) -> list[StagePlan]:
+    """After the stop: organize every router's files, then back up every ECC's configs."""
+    names = s.exec(select(DataRouter.name).order_by(DataRouter.name)).all()
+    stages = []
+    if names:
+        stages.append(StagePlan("organize files", "organize",
+                                [(name, "organize", None) for name in names]))
+    backed_up = [srv.name for srv, _ in servers if srv.config_dir and srv.backup_dir]
+    if backed_up:
+        stages.append(StagePlan("back up configs", "backup",
+                                [(name, "backup", None) for name in backed_up]))
+    return stages
 
 
 def _reset_targets(servers) -> tuple[str, dict]:
@@ -208,8 +229,16 @@ def expected_durations(s, operation: str, names: list[str], history: int = 5) ->
 def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
     """Plan a workflow, write its rows with all Celery ids, and return its id.
 
-    Raises Refused (nothing written) when a rule forbids it.
+    Raises Refused (nothing written) when a rule forbids it. A start also checks
+    every data router's staging directory first, over SSH, outside any session.
     """
+    if kind == "start_run":
+        with session() as s:
+            plan(s, kind, title=title, run_class=run_class)  # the cheap rules first
+        dirty = routers.problems()
+        if dirty:
+            raise Refused("a run may not start on top of an earlier run's files: "
+                          + "; ".join(dirty))
     with session() as s:
         planned = plan(s, kind, title=title, run_class=run_class)
         workflow = Workflow(kind=kind, params=planned.params, callback_task_id=str(uuid4()),
@@ -224,10 +253,14 @@ def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
             s.flush()
             history = expected_durations(s, stage_plan.operation,
                                          [name for name, _, _ in stage_plan.members])
+            files = stage_plan.operation in canvases.STEP_TASKS
+            default = {} if files else planned.expected_seconds
             for target, operation, target_state in stage_plan.members:
                 s.add(Step(stage_id=stage.id, target=target, operation=operation,
-                           target_state=int(target_state), task_id=str(uuid4()),
-                           expected_seconds=history.get(target, planned.expected_seconds.get(target))))
+                           target_state=None if target_state is None else int(target_state),
+                           task_id=str(uuid4()),
+                           expected_seconds=history.get(target, default.get(
+                               target, FILES_EXPECTED_SECONDS))))
         return workflow.id
 
 

@@ -57,23 +57,39 @@ def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 # --- topology -----------------------------------------------------------------------
 
+def toml_string(value: str) -> str:
+    """A TOML basic string holding any text."""
+    return json.dumps(value)
+
+
 def topology_text(ports: list[int], per_source: float = 0.2, timeout: float = 3.0,
-                  experiment: str = "test", shared_port: bool = False) -> str:
-    """A topology: one ECC server per port, the last one driving the MuTAnT."""
-    lines = [f'[experiment]\nname = "{experiment}"\n',
+                  experiment: str = "test", shared_port: bool = False,
+                  ssh=None, staging_root: Path | None = None) -> str:
+    """A topology: one ECC server per port, the last one driving the MuTAnT.
+
+    With ``ssh`` (an SshServer), the data routers live on an SSH node with
+    absolute staging dirs under ``staging_root``; otherwise on the local node.
+    """
+    router_node = "daq-node" if ssh else "localhost"
+    lines = [f'[experiment]\nname = {toml_string(experiment)}\n',
              '[[configs]]\nname = "cfg"\ndescribe = "cfg"\nprepare = "cfg"\nconfigure = "cfg"\n',
-             f"[defaults]\ntransition_timeout = {timeout}\nexpected_seconds = {per_source}\n",
+             f"[defaults]\ntransition_timeout = {timeout}\nexpected_seconds = {per_source}\n"
+             'config_dir = "ecc-configs"\nbackup_dir = "config-backups"\n',
              f"[simulator]\nseconds_per_source = {per_source}\n",
              '[[nodes]]\nname = "localhost"\n']
+    if ssh:
+        lines.append(ssh.node_toml(router_node))
     for i, port in enumerate(ports):
         mutant = i == len(ports) - 1
         name, source = ("ecc-mutant", "Mutant[master]") if mutant else (f"ecc-cobo{i}", f"CoBo[{i}]")
         path = f"/{name}" if shared_port else "/"
         lines.append(f'[[ecc_servers]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}{path}"\n'
                      f'node = "localhost"\nsources = ["{source}"]\n')
-        lines.append(f'[[data_routers]]\nname = "router-{i}"\nnode = "localhost"\n'
+        staging = str(staging_root / str(i)) if staging_root else f"staging/{i}"
+        lines.append(f'[[data_routers]]\nname = "router-{i}"\nnode = "{router_node}"\n'
                      f'source = "{source}"\nip_address = "127.0.0.1"\nport = {46005 + i}\n'
-                     f'type = "{"FDT" if mutant else "TCP"}"\nstaging_dir = "staging/{i}"\n')
+                     f'type = "{"FDT" if mutant else "TCP"}"\n'
+                     f'staging_dir = {toml_string(staging)}\n')
     return "\n".join(lines)
 
 
@@ -135,16 +151,47 @@ def redis_url():
 
 
 @pytest.fixture(scope="session")
-def simulator(redis_url):
-    """The ECC simulator for the standard test DAQ: 8 CoBos and a MuTAnT, one server each."""
+def sshd():
+    """A real OpenSSH server on a free loopback port; workers trust its throw-away host key."""
+    from pipelines.supervisor import free_port
+    from tests.sshd import start_sshd
+
+    server = start_sshd(SESSION_DIR / "sshd", free_port())
+    os.environ["DAQFLOW_SSH_KNOWN_HOSTS"] = server.known_hosts
+    os.environ["DAQFLOW_SSH_HOST_KEYS"] = "reject"
+    yield server
+    stop_process(server.proc)
+
+
+STAGING_ROOT = None
+
+
+@pytest.fixture(scope="session")
+def simulator(redis_url, sshd):
+    """The ECC simulator for the standard test DAQ: 8 CoBos and a MuTAnT, one server each.
+
+    Its data routers live on the SSH node, their staging dirs under the session folder.
+    """
     from pipelines.supervisor import free_port
 
+    global STAGING_ROOT
+    STAGING_ROOT = SESSION_DIR / "staging"
     ports = [free_port() for _ in range(9)]
     directory = SESSION_DIR / "sim"
     directory.mkdir()
-    handle = start_simulator(directory, ports, topology_text(ports))
+    handle = start_simulator(directory, ports,
+                             topology_text(ports, ssh=sshd, staging_root=STAGING_ROOT))
     yield handle
     stop_process(handle.proc)
+
+
+def clean_staging(root: Path) -> None:
+    """Empty every staging dir under ``root`` (files and run folders), keeping the dirs."""
+    import shutil
+
+    for staging in root.iterdir():
+        for entry in staging.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -169,19 +216,24 @@ def worker(redis_url, simulator):
 def daq(simulator, redis_url):
     """The standard test DAQ, loaded fresh: simulator reset, no workflows or runs."""
     import models
-    from models import Run, Stage, Step, Workflow
+    from models import Experiment, Run, RunFiles, Stage, Step, Workflow
     from pipelines import topology
-    from sqlmodel import delete, update
+    from sqlmodel import delete
 
     models.create_all()
     with models.session() as s:
-        for table in (Step, Stage, Workflow, Run):
+        for table in (RunFiles, Step, Stage, Workflow, Run, Experiment):
             s.exec(delete(table))
-    simulator.reset()
+    simulator.reset()  # from here on, no simulated router writes until a run starts
+    clean_staging(STAGING_ROOT)
     topology.load(topology.read(simulator.topology_path))
-    with models.session() as s:
-        s.exec(update(models.Experiment).values(last_run_number=-1))
     return simulator
+
+
+@pytest.fixture
+def staging_root(simulator) -> Path:
+    """Where the standard test DAQ's routers stage their files (on the SSH node)."""
+    return STAGING_ROOT
 
 
 @pytest.fixture

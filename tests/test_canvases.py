@@ -73,3 +73,34 @@ def test_overall_state():
     assert workflows.daq_state([4, 4]) == "READY"
     assert workflows.daq_state([4, 5]) == "Mixed"
     assert workflows.daq_state([4, None]) == "Unknown"
+
+
+def test_file_steps_run_their_own_tasks_on_the_files_queue(monkeypatch):
+    import importlib
+
+    from celery.app.routes import MapRoute
+
+    import sys
+
+    if "pipelines.celeryconfig" not in sys.modules:
+        # Read with a placeholder URL, never connected to, and forgotten afterwards so the
+        # app still reads the real configuration when it first needs it.
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+        monkeypatch.setitem(sys.modules, "pipelines.celeryconfig", None)
+        del sys.modules["pipelines.celeryconfig"]
+    celeryconfig = importlib.import_module("pipelines.celeryconfig")
+
+    workflow = Workflow(id=8, kind="stop_run", callback_task_id="wf")
+    stages = [Stage(id=3, workflow_id=8, order=2, name="organize files", operation="organize",
+                    group_id="g3", callback_task_id="cb3"),
+              Stage(id=4, workflow_id=8, order=3, name="back up configs", operation="backup",
+                    group_id="g4", callback_task_id="cb4")]
+    steps = [Step(id=30, stage_id=3, target="router-0", operation="organize", task_id="o0"),
+             Step(id=40, stage_id=4, target="ecc-cobo0", operation="backup", task_id="b0")]
+    organize, backup, _ = canvases.workflow_canvas(workflow, stages, steps).tasks
+    assert [t.task for t in organize.tasks.tasks] == ["daqflow.files.organize"]
+    assert [t.task for t in backup.tasks.tasks] == ["daqflow.files.backup"]
+    routes = MapRoute(celeryconfig.task_routes)
+    assert routes("daqflow.files.organize") == routes("daqflow.files.backup") == {"queue": "files"}
+    assert routes("daqflow.ecc.transition") is None  # the default queue: control
+    assert celeryconfig.task_default_queue == "control"

@@ -2,12 +2,9 @@
 import re
 
 import pytest
-from sqlmodel import func, select
 
-import models
-from models import Run, Workflow
 from pipelines.ecc import EccState
-from tests.conftest import wait_for, wait_workflow
+from tests.conftest import wait_workflow
 from tests.test_workflows import row_counts, set_all
 from webui import create_app
 

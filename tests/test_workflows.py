@@ -55,7 +55,8 @@ def test_describe_prepare_configure_then_start_and_stop_a_run(running_daq):
 
     stop = wait_workflow(workflows.launch("stop_run"))
     assert stop["state"] == "succeeded", stop
-    assert [st["name"] for st in stop["stages"]] == ["stop MuTAnT", "stop CoBos"]
+    assert [st["name"] for st in stop["stages"]] == ["stop MuTAnT", "stop CoBos",
+                                                     "organize files", "back up configs"]
     log = sim.log(transitions_only=False)
     first_cobo_stop = min(e["time"] for e in log if e["server"] != "ecc-mutant" and e["operation"] == "Stop")
     assert max(e["time"] for e in log if e["server"] == "ecc-mutant") < first_cobo_stop

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, make_response, render_template, request
 
-from pipelines import progress, workflows
+from pipelines import progress, routers, workflows
 from webui.views import TRANSITIONS, Invalid, error_status, parse_start
 
 bp = Blueprint("runcontrol", __name__)
@@ -81,3 +81,10 @@ def transition(name: str):
     if name not in TRANSITIONS:
         return _refusal(workflows.NotFound(f"no transition {name!r}"))
     return _launch(name)
+
+
+@bp.post("/actions/check-routers")
+def check_routers():
+    """Check every data router now: process running, staging directory clean."""
+    routers.check_all()
+    return _live()

@@ -60,6 +60,16 @@ def _percent(value: float | None) -> int:
     return int(round((value or 0) * 100))
 
 
+def _size(value: int | None) -> str:
+    if value is None:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
 def register_filters(app) -> None:
-    """Template filters for times, durations and percentages."""
-    app.jinja_env.filters.update(clock=_clock, hms=_seconds, percent=_percent)
+    """Template filters for times, durations, percentages and sizes."""
+    app.jinja_env.filters.update(clock=_clock, hms=_seconds, percent=_percent, size=_size)

@@ -1,0 +1,152 @@
+"""The simulator's data routers, and the files an ECC server's node holds.
+
+While a simulated ECC server is RUNNING, each data router of its sources writes
+a few ``.graw`` files of some kilobytes into its staging directory, as a real
+``dataRouter`` does, so that a stop has real files to organize. A placeholder
+process named ``dataRouter`` runs while the simulator does, so that a process
+check on the node finds the routers up. Each local ECC server's config directory
+gets the topology's ``.xcfg`` files, so that a stop has configs to back up.
+
+Only routers and servers on this machine (a node without a host, ``localhost`` or
+``127.0.0.1``) are played.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from models.db import instance_dir
+from pipelines.ecc import EccState
+from pipelines.nodes import ROUTER_PROCESS, config_files
+from pipelines.topology import Topology, ecc_dirs, staging_dirs
+
+LOCAL = (None, "localhost", "127.0.0.1")
+
+
+@dataclass
+class SimulatedRouter:
+    name: str
+    server: str
+    staging_dir: Path
+    run_stamp: str | None = None
+    written: int = 0
+    last_write: float = 0.0
+
+
+class SimulatedRouters:
+    """Writes .graw files for the routers of running servers, on a background thread."""
+
+    def __init__(self, sim, topology: Topology, files_per_run: int = 4, interval: float = 0.5,
+                 file_bytes: int = 8192):
+        self.sim, self.files_per_run, self.interval = sim, files_per_run, interval
+        self.file_bytes = file_bytes
+        nodes = {n.name: n for n in topology.nodes}
+        server_of = {src: srv.name for srv in topology.ecc_servers for src in srv.sources}
+        staging = staging_dirs(topology)
+        self.routers = [SimulatedRouter(r.name, server_of[r.source], Path(staging[r.name]))
+                        for r in topology.data_routers if nodes[r.node].host in LOCAL]
+        self.process: subprocess.Popen | None = None
+        self.want_process = bool(self.routers)
+        self._stop = threading.Event()
+        self._write_configs(topology, nodes)
+
+    @staticmethod
+    def _write_configs(topology: Topology, nodes) -> None:
+        for spec in topology.ecc_servers:
+            node = nodes.get(spec.node)
+            config_dir, _ = ecc_dirs(topology, spec) if node and node.host in LOCAL else (None, None)
+            if not config_dir:
+                continue
+            Path(config_dir).mkdir(parents=True, exist_ok=True)
+            for config in topology.configs:
+                for name in config_files(config.model_dump()):
+                    path = Path(config_dir) / name
+                    if not path.exists():
+                        path.write_text(f"<!-- simulated {name} for {spec.name} -->\n"
+                                        f"<Setup><Config>{config.name}</Config></Setup>\n")
+
+    def start(self) -> None:
+        """Create the staging dirs, start the placeholder process and the writer thread."""
+        for router in self.routers:
+            router.staging_dir.mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self._loop, name="sim-routers", daemon=True).start()
+
+    def start_process(self) -> None:
+        """Have the router process (back) up; the writer thread starts it."""
+        self.want_process = bool(self.routers)
+
+    def _ensure_process(self) -> None:
+        # Started from the long-lived writer thread: the parent-death signal fires when
+        # the thread that forked the child ends, so a request thread would not do.
+        if not self.want_process or (self.process is not None and self.process.poll() is None):
+            return
+        bin_dir = instance_dir() / "sim-bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        link = bin_dir / ROUTER_PROCESS
+        if not link.exists():
+            link.symlink_to(shutil.which("sleep") or "/bin/sleep")
+        self.process = subprocess.Popen([str(link), "infinity"], preexec_fn=_die_with_parent)
+
+    def stop_process(self) -> None:
+        """Stop the placeholder process (a data router that died)."""
+        self.want_process = False
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+        self.process = None
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.stop_process()
+
+    def reset(self) -> None:
+        """Forget the runs in progress and bring the router process back."""
+        for router in self.routers:
+            server = self.sim.servers[router.server]
+            with server.lock:
+                router.run_stamp, router.written = None, 0
+        if self.routers:
+            self.start_process()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            self._ensure_process()
+            now = time.monotonic()
+            for router in self.routers:
+                try:
+                    self.tick(router, now)
+                except OSError as exc:  # a full disk must not stop the other routers
+                    print(f"simulated router {router.name}: {exc}", flush=True)
+
+    def tick(self, router: SimulatedRouter, now: float) -> None:
+        """Write the router's next file if its server is running and one is due."""
+        server = self.sim.servers[router.server]
+        with server.lock:  # a reset or Stop cannot slip in between the check and the write
+            server.settle(now)
+            if server.state != EccState.RUNNING:
+                router.run_stamp, router.written = None, 0
+                return
+            if router.run_stamp is None:
+                router.run_stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            if router.written >= self.files_per_run or now - router.last_write < self.interval:
+                return
+            name = f"{router.name}_{router.run_stamp}_{router.written:04d}.graw"
+            router.staging_dir.mkdir(parents=True, exist_ok=True)
+            (router.staging_dir / name).write_bytes(os.urandom(self.file_bytes))
+            router.written, router.last_write = router.written + 1, now
+
+
+def _die_with_parent() -> None:
+    # Linux: the placeholder gets SIGTERM when the simulator dies, however it dies.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
