@@ -44,6 +44,8 @@ class Workflow(SQLModel, table=True):
     # Task id of the final callback (records the run for start/stop).
     callback_task_id: Optional[str] = Field(default=None, max_length=64)
     error: Optional[str] = Field(default=None, max_length=4000)
+    # Owner token of the run-control lock this workflow holds until it ends.
+    lock_token: Optional[str] = Field(default=None, max_length=64)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -44,9 +44,13 @@ def stage_signature(stage: Stage, steps: Iterable[Step]) -> Signature:
     If the callback fails (a member failed, or the callback itself raised), the
     errback marks the stage and its workflow failed and the chain goes no further.
     """
-    header = group([step_signature(step) for step in steps], task_id=stage.group_id, app=app)
     body = signature(STAGE_CALLBACK, args=(stage.id,), task_id=stage.callback_task_id)
-    body.link_error(signature(STAGE_FAILED, args=(stage.id,)))
+    # The errback names the callback it belongs to, so one from before a replay is ignored.
+    body.link_error(signature(STAGE_FAILED, args=(stage.id, stage.callback_task_id)))
+    steps = list(steps)
+    if not steps:
+        return body  # a replay of a stage whose members all succeeded: its callback alone
+    header = group([step_signature(step) for step in steps], task_id=stage.group_id, app=app)
     stage_chord = chord(header, body, app=app)
     # chord() keeps only the header's tasks; put the group back so it keeps its id.
     # (A chord sent on from a worker gets a fresh group id; steps record the real one.)
@@ -58,19 +62,20 @@ def final_signature(workflow: Workflow) -> Signature:
     """The workflow's final callback (records the run), with its errback."""
     final = signature(WORKFLOW_CALLBACK, args=(workflow.id,),
                       task_id=workflow.callback_task_id)
-    final.link_error(signature(WORKFLOW_FAILED, args=(workflow.id,)))
+    final.link_error(signature(WORKFLOW_FAILED, args=(workflow.id, workflow.callback_task_id)))
     return final
 
 
 def workflow_canvas(workflow: Workflow, stages: list[Stage], steps: list[Step]) -> Signature:
-    """The whole workflow: its stages' chords in order, then the final callback.
+    """The given stages' chords in order, then the final callback.
 
-    ``steps`` are the steps to run; a stage is included when it has any, so a
-    replay passes only the steps to redo and the stages still to come.
+    ``stages`` are the stages still to run and ``steps`` the steps to run in them:
+    a replay passes only the steps to redo, and a stage with none runs its callback
+    alone (it completes from the database).
     """
     by_stage: dict[int, list[Step]] = {}
     for step in steps:
         by_stage.setdefault(step.stage_id, []).append(step)
-    parts = [stage_signature(stage, sorted(by_stage[stage.id], key=lambda st: st.target))
-             for stage in sorted(stages, key=lambda st: st.order) if stage.id in by_stage]
+    parts = [stage_signature(stage, sorted(by_stage.get(stage.id, []), key=lambda st: st.target))
+             for stage in sorted(stages, key=lambda st: st.order)]
     return chain(*parts, final_signature(workflow), app=app)

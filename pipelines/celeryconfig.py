@@ -41,3 +41,15 @@ task_send_sent_event = True
 broker_connection_retry_on_startup = True
 # Keep the worker's own logging; daqflow logs through it.
 worker_hijack_root_logger = False
+
+# Celery beat watches the DAQ: ECC states (and steps whose worker died) every 5 s, data
+# routers every 15 s, as the operators' old tool did. A check nobody took in its own
+# period expires instead of piling up behind a dead worker.
+_ecc_every = float_env("DAQFLOW_WATCH_ECC_SECONDS", 5.0)
+_routers_every = float_env("DAQFLOW_WATCH_ROUTERS_SECONDS", 15.0)
+beat_schedule = {
+    "watch-ecc-servers": {"task": "daqflow.watch.ecc", "schedule": _ecc_every,
+                          "options": {"expires": _ecc_every}},
+    "watch-data-routers": {"task": "daqflow.files.check_routers", "schedule": _routers_every,
+                           "options": {"expires": _routers_every}},
+}

@@ -83,7 +83,8 @@ def web(host, port):
 @click.option("--topology", "path", type=click.Path(dir_okay=False), default=None,
               help="Load this topology before starting.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Web server port.")
-def up(demo, path, port):
+@click.option("--flower", is_flag=True, help="Also run Flower (pip install '.[flower]').")
+def up(demo, path, port, flower):
     """Start everything the Procfile lists (Ctrl-C stops it all)."""
     import models
     from models.db import instance_dir
@@ -103,6 +104,8 @@ def up(demo, path, port):
     commands = supervisor.read_procfile()
     if not demo:
         commands.pop("simulator", None)
+    if not flower:
+        commands.pop("flower", None)
     redis_process = None
     if not (os.environ.get("REDIS_URL") or os.environ.get("DAQFLOW_BROKER_URL")):
         redis_process, url = supervisor.start_redis(instance)
@@ -230,6 +233,40 @@ def workflow_show(workflow_id, as_json):
         for row in files["data"] + files["configs"]:
             click.echo(f"    {row['kind']:<7} {row['target']:<16} {row['files']:>5} files "
                        f"{row['bytes']:>12} bytes  {row['node']}:{row['folder']}")
+
+
+@workflow.command("replay")
+@click.argument("workflow_id", type=int)
+@click.option("--wait", is_flag=True, help="Show progress; exit 0 only if it then succeeds.")
+def workflow_replay(workflow_id, wait):
+    """Replay a failed workflow's failed (or lost) steps, then what follows them."""
+    import models
+    from pipelines import replay, workflows
+
+    models.create_all()
+    try:
+        planned = replay.replay(workflow_id)
+    except workflows.NotFound as exc:
+        _fail(str(exc))
+    except (workflows.Refused, workflows.Unavailable) as exc:
+        _fail(str(exc), code=3 if isinstance(exc, workflows.Refused) else 4)
+    redone = ", ".join(planned["replayed_steps"]) or "no step (the callback alone)"
+    click.echo(f"workflow {workflow_id} replayed: {redone}")
+    if wait:
+        sys.exit(_wait(workflow_id))
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Confirm that no workflow is running any more.")
+def unlock(yes):
+    """Free the run-control lock of a workflow whose process died (it also expires)."""
+    from pipelines import lock
+
+    if not yes:
+        _fail("unlock frees run control for everyone; check that no workflow is running, "
+              "then repeat with --yes")
+    lock.clear()
+    click.echo("run-control lock released")
 
 
 @main.group()

@@ -355,6 +355,11 @@ def _handler_for(sim: Simulator, address: tuple[str, int]):
             body = self._body()
             if server is None:
                 return self._reply(404, f"no ECC server at {path}", "text/plain")
+            if any(f.kind == "refuse" for f in server.faults):
+                # A dead server also drops the connections clients kept alive.
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             try:
                 answer = sim.handle_soap(server, body)
             except (etree.XMLSyntaxError, IndexError, TypeError) as exc:

@@ -221,6 +221,9 @@ done
 """
 
 # $1 config dir, $2 destination, then the file names. Prints the size of each copied file.
+# Several ECC servers may share a config dir and back up into one folder at the same time:
+# each copies to a private temporary name, then hard-links it into place, which fails
+# (atomically) if the file is already there; then identical contents are fine.
 BACKUP = r"""
 set -u
 src=$1 dest=$2
@@ -230,12 +233,17 @@ for f in "$@"; do
 done
 mkdir -p -- "$dest" || exit 2
 for f in "$@"; do
-  if [ -e "$dest/$f" ]; then
+  [ -e "$dest/$f" ] && cmp -s -- "$src/$f" "$dest/$f" && continue
+  tmp="$dest/.$f.daqflow-$$"
+  cp -p -- "$src/$f" "$tmp" || { rm -f -- "$tmp"; exit 2; }
+  if ln -- "$tmp" "$dest/$f" 2>/dev/null; then
+    rm -f -- "$tmp"
+    wc -c < "$dest/$f"
+  else
+    rm -f -- "$tmp"
     cmp -s -- "$src/$f" "$dest/$f" && continue
     echo "$dest/$f already exists with other contents; not overwriting it" >&2; exit 17
   fi
-  cp -p -- "$src/$f" "$dest/$f" || exit 2
-  wc -c < "$dest/$f"
 done
 """
 

@@ -25,7 +25,7 @@ from models import (
     session,
 )
 from models.db import utcnow
-from pipelines import nodes
+from pipelines import lock, nodes
 from pipelines.ecc import ConfigId, DataLink, EccState
 
 
@@ -67,6 +67,21 @@ def _step_rows(s, step_id: int) -> tuple[Step, Stage, Workflow]:
     return step, stage, s.get(Workflow, stage.workflow_id)
 
 
+def _refuse_ended(s, step: Step, workflow: Workflow) -> None:
+    # A message delivered late (after its step was given up, its workflow ended, or a
+    # replay made a newer attempt) must not touch the DAQ: the replay's attempt does.
+    if step.state in (StepState.FAILED.value, StepState.LOST.value):
+        raise StepFailed(f"{step.target}: attempt {step.attempt} already ended as {step.state}; "
+                         "a replay runs a new attempt")
+    if workflow.state not in (WorkflowState.PENDING.value, WorkflowState.RUNNING.value):
+        raise StepFailed(f"{step.target}: workflow {workflow.id} already {workflow.state}")
+    newer = s.exec(select(Step.id).where(Step.stage_id == step.stage_id,
+                                         Step.target == step.target,
+                                         Step.attempt > step.attempt)).first()
+    if newer is not None:
+        raise StepFailed(f"{step.target}: attempt {step.attempt} was replaced by a replay")
+
+
 def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrder:
     """Mark a transition step running and return what driving it takes.
 
@@ -74,6 +89,7 @@ def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrd
     """
     with session() as s:
         step, stage, workflow = _step_rows(s, step_id)
+        _refuse_ended(s, step, workflow)
         server = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
         if server is None:
             raise StepFailed(f"ECC server {step.target} is not in the topology any more")
@@ -94,7 +110,7 @@ def _mark_running(step: Step, stage: Stage, workflow: Workflow, group_id: str | 
     if group_id and stage.group_id != group_id:
         stage.group_id = group_id
     now = utcnow()
-    if step.state in (StepState.PENDING.value, StepState.LOST.value):
+    if step.state == StepState.PENDING.value:
         step.state = StepState.RUNNING.value
     step.started_at = step.started_at or now
     if stage.state == WorkflowState.PENDING.value:
@@ -126,6 +142,7 @@ def begin_files_step(step_id: int, group_id: str | None = None) -> FilesOrder:
     """Mark an organize or backup step running and return what it takes."""
     with session() as s:
         step, stage, workflow = _step_rows(s, step_id)
+        _refuse_ended(s, step, workflow)
         run = s.get(Run, workflow.run_id) if workflow.run_id else None
         if run is None:
             raise StepFailed("the run whose files these are is not in the database")
@@ -157,7 +174,7 @@ def finish_files_step(step_id: int, order: FilesOrder, moved: nodes.Moved) -> No
     """Record a files step's success and add what it moved to the run's record."""
     with session() as s:
         step, _, workflow = _step_rows(s, step_id)
-        if step.state in (StepState.SUCCEEDED.value, StepState.FAILED.value):
+        if step.state in ENDED:
             return  # delivered twice: counted once
         record = s.exec(select(RunFiles).where(
             RunFiles.run_id == workflow.run_id, RunFiles.kind == order.kind,
@@ -185,8 +202,11 @@ def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = 
             _finish(s, step, error, ecc_state)
 
 
+ENDED = (StepState.SUCCEEDED.value, StepState.FAILED.value, StepState.LOST.value)
+
+
 def _finish(s, step: Step, error: str | None = None, ecc_state: int | None = None) -> None:
-    if step.state in (StepState.SUCCEEDED.value, StepState.FAILED.value):
+    if step.state in ENDED:
         return
     now = utcnow()
     step.state = StepState.FAILED.value if error else StepState.SUCCEEDED.value
@@ -210,14 +230,21 @@ def latest_attempts(s, stage_id: int) -> list[Step]:
     return sorted(latest.values(), key=lambda st: st.target)
 
 
-def complete_stage(stage_id: int) -> dict:
+class Superseded(StepFailed):
+    """A callback of an earlier attempt of a stage or workflow, replaced by a replay."""
+
+
+def complete_stage(stage_id: int, callback_task_id: str | None = None) -> dict:
     """The chord callback's work: check every member succeeded, then mark the stage done.
 
     Reads the outcomes from the database, so a replay of some members completes
-    the stage just as well as the first attempt.
+    the stage just as well as the first attempt. A callback from before a replay
+    (``callback_task_id`` no longer the stage's) fails, so its old chain stops there.
     """
     with session() as s:
         stage = s.get(Stage, stage_id)
+        if callback_task_id and stage.callback_task_id != callback_task_id:
+            raise Superseded(f"stage '{stage.name}' was replayed; this callback is stale")
         steps = latest_attempts(s, stage_id)
         failed = [st for st in steps if st.state != StepState.SUCCEEDED.value]
         if failed:
@@ -249,10 +276,16 @@ def _summary(stage: Stage, failed: list[Step]) -> str:
     return f"stage '{stage.name}': {len(failed)} step(s) did not succeed: " + "; ".join(parts) + more
 
 
-def fail_stage(stage_id: int, callback_error: str | None = None) -> None:
-    """The failure path of a stage: mark it and its workflow failed, saying why."""
+def fail_stage(stage_id: int, callback_error: str | None = None,
+               callback_task_id: str | None = None) -> None:
+    """The failure path of a stage: mark it and its workflow failed, saying why.
+
+    Ignored when it comes from a callback that a replay has replaced.
+    """
     with session() as s:
         stage = s.get(Stage, stage_id)
+        if callback_task_id and stage.callback_task_id != callback_task_id:
+            return
         failed = [st for st in latest_attempts(s, stage_id) if st.state != StepState.SUCCEEDED.value]
         if failed:
             reason = _summary(stage, failed)
@@ -262,6 +295,26 @@ def fail_stage(stage_id: int, callback_error: str | None = None) -> None:
         stage.state, stage.error, stage.finished_at = WorkflowState.FAILED.value, reason, now
         workflow = s.get(Workflow, stage.workflow_id)
         workflow.state, workflow.error, workflow.finished_at = WorkflowState.FAILED.value, reason, now
+        token = workflow.lock_token
+    lock.release(token)
+
+
+def fail_stalled(workflow_id: int, reason: str) -> None:
+    """Fail a workflow nothing moves any more: its first unfinished stage, then itself."""
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+        if workflow is None or workflow.state not in (WorkflowState.PENDING.value,
+                                                      WorkflowState.RUNNING.value):
+            return
+        now = utcnow()
+        stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)
+                        .order_by(Stage.order)).all()
+        stage = next((st for st in stages if st.state != WorkflowState.SUCCEEDED.value), None)
+        if stage is not None:
+            stage.state, stage.error, stage.finished_at = WorkflowState.FAILED.value, reason, now
+        workflow.state, workflow.error, workflow.finished_at = WorkflowState.FAILED.value, reason, now
+        token = workflow.lock_token
+    lock.release(token)
 
 
 def stage_callback_id(stage_id: int) -> str | None:
@@ -278,20 +331,26 @@ def workflow_callback_id(workflow_id: int) -> str | None:
         return workflow.callback_task_id if workflow else None
 
 
-def fail_workflow(workflow_id: int, reason: str) -> None:
+def fail_workflow(workflow_id: int, reason: str, callback_task_id: str | None = None) -> None:
     """Mark a workflow failed (its final callback raised, or it could not be sent)."""
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
         if workflow is None or workflow.state == WorkflowState.FAILED.value:
             return
+        if callback_task_id and workflow.callback_task_id != callback_task_id:
+            return  # the errback of a final callback that a replay has replaced
         workflow.state, workflow.error, workflow.finished_at = (
             WorkflowState.FAILED.value, reason[:4000], utcnow())
+        token = workflow.lock_token
+    lock.release(token)
 
 
-def finish_workflow(workflow_id: int) -> dict:
+def finish_workflow(workflow_id: int, callback_task_id: str | None = None) -> dict:
     """The final callback: record the run (for run start and stop) and close the workflow."""
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
+        if callback_task_id and workflow.callback_task_id != callback_task_id:
+            raise Superseded(f"workflow {workflow_id} was replayed; this callback is stale")
         stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
         unfinished = [st.name for st in stages if st.state != WorkflowState.SUCCEEDED.value]
         if unfinished:
@@ -303,7 +362,9 @@ def finish_workflow(workflow_id: int) -> dict:
             outcome["run"] = _record_run_stopped(s, workflow, stages)
         workflow.state, workflow.finished_at, workflow.error = (
             WorkflowState.SUCCEEDED.value, utcnow(), None)
-        return outcome
+        token = workflow.lock_token
+    lock.release(token)
+    return outcome
 
 
 def _confirmed_at(s, stages: list[Stage]):

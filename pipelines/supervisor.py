@@ -91,8 +91,11 @@ def _pump(name: str, stream, width: int) -> None:
         sys.stdout.flush()
 
 
+MAX_RESTARTS = 10
+
+
 def run_processes(commands: dict[str, str], env: dict[str, str]) -> int:
-    """Run commands until Ctrl-C or until one exits; then stop the others. Exit code."""
+    """Run commands until Ctrl-C, restarting one that exits; then stop them all. Exit code."""
     width = max(map(len, commands))
     # The Procfile's daqflow and celery are this installation's, activated or not.
     bin_dir = os.path.dirname(sys.executable)
@@ -102,19 +105,36 @@ def run_processes(commands: dict[str, str], env: dict[str, str]) -> int:
     # Handle both explicitly: a shell that started us in the background ignores SIGINT.
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    restarts: dict[str, int] = {}
+
+    def launch(name: str) -> None:
+        proc = subprocess.Popen(["sh", "-c", f"exec {commands[name]}"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        processes[name] = proc
+        threading.Thread(target=_pump, args=(name, proc.stdout, width), daemon=True).start()
+
     try:
-        for name, command in commands.items():
-            proc = subprocess.Popen(["sh", "-c", f"exec {command}"], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            processes[name] = proc
-            threading.Thread(target=_pump, args=(name, proc.stdout, width), daemon=True).start()
+        for name in commands:
+            launch(name)
         while not stop.is_set():
-            for name, proc in processes.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping everything",
-                          flush=True)
+            for name, proc in list(processes.items()):
+                if proc.poll() is None:
+                    continue
+                # A worker dies with its broker connection (Celery's worker exits when Redis
+                # restarts under running tasks): bring it back rather than leave the DAQ
+                # without one. A process that keeps dying stops everything.
+                restarts[name] = restarts.get(name, 0) + 1
+                if restarts[name] > MAX_RESTARTS:
+                    print(f"{name} exited with code {proc.returncode} {MAX_RESTARTS} times; "
+                          "stopping everything", flush=True)
                     stop.set()
+                    break
+                print(f"{name} exited with code {proc.returncode}; restarting it "
+                      f"({restarts[name]}/{MAX_RESTARTS})", flush=True)
+                stop.wait(2)
+                if not stop.is_set():
+                    launch(name)
             stop.wait(0.5)
     finally:
         for sig, handler in previous.items():

@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 
 from celery import Task
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from pipelines import ecc, nodes, records
+from pipelines import ecc, nodes, records, routers, watch
 from pipelines.celery_app import app
 from pipelines.records import StepFailed
 
@@ -49,8 +50,11 @@ class _ProgressReporter:
         now = time.monotonic()
         if now - self.last >= 1.0:
             self.last = now
-            self.task.update_state(state="PROGRESS",
-                                   meta={"elapsed": round(elapsed, 3), "expected": expected})
+            try:
+                self.task.update_state(state="PROGRESS",
+                                       meta={"elapsed": round(elapsed, 3), "expected": expected})
+            except (RedisError, OSError):
+                pass  # live progress is a courtesy; the transition goes on without Redis
 
 
 def _perform(step_id: int, work):
@@ -112,29 +116,33 @@ def backup_configs(self, step_id: int) -> dict:
     return _files_step(self, step_id)
 
 
-@app.task(name="daqflow.stage.complete", **DB_RETRY)
-def complete_stage(stage_id: int) -> dict:
+@app.task(bind=True, name="daqflow.stage.complete", **DB_RETRY)
+def complete_stage(self, stage_id: int) -> dict:
     """Chord callback: the stage is done when every member's latest attempt succeeded."""
-    return records.complete_stage(stage_id)
+    return records.complete_stage(stage_id, callback_task_id=self.request.id)
 
 
 @app.task(name="daqflow.stage.failed", **DB_RETRY)
-def stage_failed(stage_id: int) -> None:
+def stage_failed(stage_id: int, callback_task_id: str | None = None) -> None:
     """Errback of a stage's chord callback: mark the stage and its workflow failed."""
-    records.fail_stage(stage_id, callback_error=_failure_of(records.stage_callback_id(stage_id)))
+    callback_task_id = callback_task_id or records.stage_callback_id(stage_id)
+    records.fail_stage(stage_id, callback_error=_failure_of(callback_task_id),
+                       callback_task_id=callback_task_id)
 
 
-@app.task(name="daqflow.workflow.finish", **DB_RETRY)
-def finish_workflow(workflow_id: int) -> dict:
+@app.task(bind=True, name="daqflow.workflow.finish", **DB_RETRY)
+def finish_workflow(self, workflow_id: int) -> dict:
     """Final callback: record the run started or stopped, and close the workflow."""
-    return records.finish_workflow(workflow_id)
+    return records.finish_workflow(workflow_id, callback_task_id=self.request.id)
 
 
 @app.task(name="daqflow.workflow.failed", **DB_RETRY)
-def workflow_failed(workflow_id: int) -> None:
+def workflow_failed(workflow_id: int, callback_task_id: str | None = None) -> None:
     """Errback of the final callback: the workflow failed at its very end."""
-    error = _failure_of(records.workflow_callback_id(workflow_id))
-    records.fail_workflow(workflow_id, f"final callback failed: {error or 'unknown error'}")
+    callback_task_id = callback_task_id or records.workflow_callback_id(workflow_id)
+    error = _failure_of(callback_task_id)
+    records.fail_workflow(workflow_id, f"final callback failed: {error or 'unknown error'}",
+                          callback_task_id=callback_task_id)
 
 
 def _failure_of(task_id: str | None) -> str | None:
@@ -144,3 +152,16 @@ def _failure_of(task_id: str | None) -> str | None:
         return None
     result = app.AsyncResult(task_id)
     return str(result.result) if result.failed() else None
+
+
+@app.task(name="daqflow.watch.ecc", **DB_RETRY)
+def watch_ecc() -> dict:
+    """Beat: refresh every idle ECC server's state; mark steps no live worker runs lost."""
+    return {"states": watch.refresh_ecc_states(), "lost_steps": watch.sweep_lost_steps()}
+
+
+@app.task(name="daqflow.files.check_routers", **DB_RETRY)
+def check_routers() -> list[dict]:
+    """Beat: check every data router's process and staging directory."""
+    return [{"router": st.name, "online": st.online, "graw_files": st.graw_files,
+             "error": st.error} for st in routers.check_all()]

@@ -28,7 +28,7 @@ from models import (
     session,
 )
 from models.workflow import ACTIVE_STATES
-from pipelines import canvases, records, routers
+from pipelines import canvases, lock, records, routers
 from pipelines.ecc import TRANSITIONS, EccState, state_name, step_back
 
 RUN_CLASSES = ("TEST", "PROD", "BEAM", "JUNK", "PULS")
@@ -226,12 +226,39 @@ def expected_durations(s, operation: str, names: list[str], history: int = 5) ->
     return {name: statistics.median(values) for name, values in seen.items()}
 
 
-def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
-    """Plan a workflow, write its rows with all Celery ids, and return its id.
+def take_lock() -> str:
+    """The run-control lock for one workflow, or Refused / Unavailable; returns its token.
 
-    Raises Refused (nothing written) when a rule forbids it. A start also checks
-    every data router's staging directory first, over SSH, outside any session.
+    It expires on its own after the longest a workflow can take, should the
+    process that would release it die.
     """
+    with session() as s:
+        deadlines = s.exec(select(ECCServer.transition_timeout)).all()
+    seconds = 4 * (max(deadlines, default=120.0) + 30) + 600  # transitions, then files
+    try:
+        return lock.acquire(seconds)
+    except lock.Busy as exc:
+        raise Refused(str(exc)) from None
+    except (RedisConnectionError, OSError) as exc:
+        raise Unavailable(f"Redis is unreachable ({exc}); nothing was started") from exc
+
+
+def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
+    """Take the lock, plan a workflow, write its rows with all Celery ids; its id.
+
+    Raises Refused (nothing written, lock released) when a rule forbids it. A start
+    also checks every data router's staging directory first, over SSH, outside any
+    session.
+    """
+    token = take_lock()
+    try:
+        return _create(kind, title, run_class, token)
+    except BaseException:
+        lock.release(token)
+        raise
+
+
+def _create(kind: str, title: str, run_class: str, token: str) -> int:
     if kind == "start_run":
         with session() as s:
             plan(s, kind, title=title, run_class=run_class)  # the cheap rules first
@@ -242,7 +269,7 @@ def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
     with session() as s:
         planned = plan(s, kind, title=title, run_class=run_class)
         workflow = Workflow(kind=kind, params=planned.params, callback_task_id=str(uuid4()),
-                            run_id=planned.run_id)
+                            run_id=planned.run_id, lock_token=token)
         s.add(workflow)
         s.flush()
         for order, stage_plan in enumerate(planned.stages):
@@ -265,13 +292,18 @@ def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
 
 
 def dispatch(workflow_id: int) -> None:
-    """Send a written workflow's canvas to the broker."""
+    """Send a written workflow's canvas to the broker.
+
+    It runs the stages that have not succeeded, and in them the latest attempts
+    that have not: everything for a new workflow, only what is left for a replay.
+    """
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
-        stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
-        steps = s.exec(select(Step).join(Stage, Step.stage_id == Stage.id)
-                       .where(Stage.workflow_id == workflow_id)).all()
-    canvas = canvases.workflow_canvas(workflow, list(stages), list(steps))
+        stages = [st for st in s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
+                  if st.state != WorkflowState.SUCCEEDED.value]
+        steps = [step for stage in stages for step in records.latest_attempts(s, stage.id)
+                 if step.state != StepState.SUCCEEDED.value]
+    canvas = canvases.workflow_canvas(workflow, stages, steps)
     try:
         canvas.apply_async()
     except (OperationalError, RedisConnectionError, OSError) as exc:

@@ -139,15 +139,41 @@ def start_simulator(directory: Path, ports: list[int], text: str) -> SimulatorHa
     return SimulatorHandle(proc, ports, path)
 
 
-@pytest.fixture(scope="session")
-def redis_url():
-    """A redis-server of this session's own, on a free loopback port."""
-    from pipelines import supervisor
+class RedisHandle:
+    """The session's redis-server; tests may stop it and start it again on the same port."""
 
-    proc, url = supervisor.start_redis(SESSION_DIR)
-    os.environ["REDIS_URL"] = url
-    yield url
-    stop_process(proc)
+    def __init__(self):
+        from pipelines import supervisor
+
+        self.proc, self.url = supervisor.start_redis(SESSION_DIR)
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def start(self):
+        from pipelines import supervisor
+
+        self.proc, _ = supervisor.start_redis(SESSION_DIR, port=self.port)
+
+
+REDIS = None
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A redis-server of this session's own, on a free loopback port."""
+    global REDIS
+    REDIS = RedisHandle()
+    os.environ["REDIS_URL"] = REDIS.url
+    yield REDIS
+    stop_process(REDIS.proc)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server):
+    """The URL of the session's own redis-server."""
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")
@@ -194,22 +220,39 @@ def clean_staging(root: Path) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
+class WorkerHandle:
+    """The session's Celery worker process; a test may kill it and start another."""
+
+    def __init__(self):
+        self.proc = None
+        self.start()
+
+    def start(self):
+        from pipelines.celery_app import app
+
+        log = open(SESSION_DIR / "worker.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "pipelines.celery_app", "worker", "--pool",
+             "threads", "--concurrency", "32", "--queues", "control,files", "--hostname",
+             f"test-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "--loglevel",
+             "INFO"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        proc = self.proc
+        wait_for(lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
+                 timeout=60, message="the Celery worker to answer a ping")
+        assert proc.poll() is None, (SESSION_DIR / "worker.log").read_text()
+
+    def kill(self):
+        """SIGKILL, as the OOM killer or a power cut would."""
+        self.proc.kill()
+        self.proc.wait()
+
+
 @pytest.fixture(scope="session")
 def worker(redis_url, simulator):
     """A real Celery worker (thread pool) on the control and files queues."""
-    from pipelines.celery_app import app
-
-    log = open(SESSION_DIR / "worker.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "pipelines.celery_app", "worker", "--pool",
-         "threads", "--concurrency", "32", "--queues", "control,files", "--hostname",
-         f"test-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    wait_for(lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
-             timeout=60, message="the Celery worker to answer a ping")
-    assert proc.poll() is None, (SESSION_DIR / "worker.log").read_text()
-    yield proc
-    stop_process(proc)
+    handle = WorkerHandle()
+    yield handle
+    stop_process(handle.proc)
 
 
 @pytest.fixture
@@ -217,13 +260,14 @@ def daq(simulator, redis_url):
     """The standard test DAQ, loaded fresh: simulator reset, no workflows or runs."""
     import models
     from models import Experiment, Run, RunFiles, Stage, Step, Workflow
-    from pipelines import topology
+    from pipelines import lock, topology
     from sqlmodel import delete
 
     models.create_all()
     with models.session() as s:
         for table in (RunFiles, Step, Stage, Workflow, Run, Experiment):
             s.exec(delete(table))
+    lock.clear()  # a test that ended mid-workflow may have left it
     simulator.reset()  # from here on, no simulated router writes until a run starts
     clean_staging(STAGING_ROOT)
     topology.load(topology.read(simulator.topology_path))

@@ -32,15 +32,25 @@ def test_workflow_is_a_chain_of_chords_then_the_final_callback():
     assert first.body.options["task_id"] == "cb1"
     assert first.body.options["link_error"][0]["task"] == "daqflow.stage.failed"
     assert final.task == "daqflow.workflow.finish" and final.options["task_id"] == "wf-cb"
-    assert final.options["link_error"][0]["args"] == [7] or final.options["link_error"][0]["args"] == (7,)
+    assert list(final.options["link_error"][0]["args"]) == [7, "wf-cb"]
     assert all(t.immutable for t in first.tasks.tasks)
 
 
-def test_stages_without_steps_to_run_are_left_out():
+def test_a_replay_runs_only_the_given_stages_and_steps():
     workflow, stages, steps = _rows()
-    canvas = canvases.workflow_canvas(workflow, stages, [s for s in steps if s.stage_id == 2])
+    canvas = canvases.workflow_canvas(workflow, [stages[0]], [s for s in steps if s.stage_id == 2])
     assert len(canvas.tasks) == 2
     assert canvas.tasks[0].body.args == (2,)
+    assert [t.options["task_id"] for t in canvas.tasks[0].tasks.tasks] == ["tm"]
+
+
+def test_a_stage_with_no_step_to_run_is_its_callback_alone():
+    workflow, stages, _ = _rows()
+    callback_only, final = canvases.workflow_canvas(workflow, [stages[1]], []).tasks
+    assert callback_only.task == "daqflow.stage.complete" and callback_only.args == (1,)
+    assert callback_only.options["task_id"] == "cb1"
+    errback = callback_only.options["link_error"][0]
+    assert errback["task"] == "daqflow.stage.failed" and list(errback["args"]) == [1, "cb1"]
 
 
 def _servers(states):

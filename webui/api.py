@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from pipelines import progress, workflows
+from pipelines import progress, replay, workflows
 from webui.views import TRANSITIONS, Invalid, error_status, parse_start
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -66,6 +66,14 @@ def transition(name: str):
     if _json_body():
         raise Invalid("transitions take no fields")
     return _accepted(workflows.launch(name))
+
+
+@bp.post("/workflows/<int:workflow_id>/replay")
+def replay_workflow(workflow_id: int):
+    """Replay a failed workflow's failed steps -> 202 ``{"workflow_id", "replayed_steps"}``."""
+    if _json_body():
+        raise Invalid("replay takes no fields")
+    return jsonify(replay.replay(workflow_id)), 202
 
 
 @bp.get("/workflows/<int:workflow_id>")

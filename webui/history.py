@@ -1,11 +1,12 @@
 """Workflow pages: one workflow's stages and steps, and the history of all workflows."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, make_response, render_template
 from sqlmodel import select
 
 from models import Run, Workflow, session
-from pipelines import progress, workflows
+from pipelines import progress, replay, workflows
+from webui.views import refusal
 
 bp = Blueprint("history", __name__, url_prefix="/workflows")
 
@@ -38,3 +39,15 @@ def live(workflow_id: int):
     """The workflow's stages and steps alone; polls itself while the workflow is active."""
     return render_template("history/_workflow.html", workflow=_workflow_or_404(workflow_id),
                            poll_seconds=current_app.config["POLL_SECONDS"])
+
+
+@bp.post("/<int:workflow_id>/replay")
+def replay_failed(workflow_id: int):
+    """The "Replay failed steps" button; answers the workflow section, now polling."""
+    try:
+        replay.replay(workflow_id)
+    except (workflows.Refused, workflows.NotFound, workflows.Unavailable) as exc:
+        return refusal(exc)
+    return make_response(render_template(
+        "history/_workflow.html", workflow=_workflow_or_404(workflow_id),
+        poll_seconds=current_app.config["POLL_SECONDS"]), 202)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, make_response, render_template, request
 
 from pipelines import progress, routers, workflows
-from webui.views import TRANSITIONS, Invalid, error_status, parse_start
+from webui.views import TRANSITIONS, Invalid, parse_start, refusal
 
 bp = Blueprint("runcontrol", __name__)
 
@@ -27,15 +27,6 @@ def _live(status_code: int = 200):
     return make_response(render_template("runcontrol/_live.html", **live_context()), status_code)
 
 
-def _refusal(exc: Exception):
-    # htmx swaps error answers into the message box instead of the live section.
-    response = make_response(render_template("runcontrol/_message.html", message=str(exc)),
-                             error_status(exc))
-    response.headers["HX-Retarget"] = "#message"
-    response.headers["HX-Reswap"] = "innerHTML"
-    return response
-
-
 @bp.get("/")
 def page():
     """The run-control page."""
@@ -53,7 +44,7 @@ def _launch(kind: str, **kwargs):
     try:
         workflows.launch(kind, **kwargs)
     except (workflows.Refused, workflows.Unavailable) as exc:
-        return _refusal(exc)
+        return refusal(exc)
     response = _live(202)
     response.headers["HX-Trigger"] = "daqflow-clear-message"
     return response
@@ -65,7 +56,7 @@ def start_run():
     try:
         title, run_class = parse_start(request.form.to_dict())
     except Invalid as exc:
-        return _refusal(exc)
+        return refusal(exc)
     return _launch("start_run", title=title, run_class=run_class)
 
 
@@ -79,7 +70,7 @@ def stop_run():
 def transition(name: str):
     """Describe, prepare, configure or reset every source."""
     if name not in TRANSITIONS:
-        return _refusal(workflows.NotFound(f"no transition {name!r}"))
+        return refusal(workflows.NotFound(f"no transition {name!r}"))
     return _launch(name)
 
 

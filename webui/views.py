@@ -40,6 +40,17 @@ def error_status(exc: Exception) -> int:
     return {Refused: 409, NotFound: 404, Invalid: 400, Unavailable: 503}.get(type(exc), 500)
 
 
+def refusal(exc: Exception):
+    """An error answer htmx swaps into the page's message box instead of its target."""
+    from flask import make_response, render_template
+
+    response = make_response(render_template("runcontrol/_message.html", message=str(exc)),
+                             error_status(exc))
+    response.headers["HX-Retarget"] = "#message"
+    response.headers["HX-Reswap"] = "innerHTML"
+    return response
+
+
 def _clock(value: str | datetime | None) -> str:
     if not value:
         return ""
