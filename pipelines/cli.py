@@ -285,10 +285,11 @@ def routers_check(as_json):
     statuses = router_checks.check_all()
     if as_json:
         click.echo(json.dumps([dict(vars(st), clean=st.clean) for st in statuses], indent=2))
-    for st in statuses if not as_json else []:
-        process = {True: "running", False: "NOT RUNNING", None: "unknown"}[st.online]
-        click.echo(f"{st.name:<16} {st.node:<12} process {process:<11} "
-                   f"{st.problem() or 'staging clean'}")
+    else:
+        for st in statuses:
+            process = {True: "running", False: "NOT RUNNING", None: "unknown"}[st.online]
+            click.echo(f"{st.name:<16} {st.node:<12} process {process:<11} "
+                       f"{st.problem() or 'staging clean'}")
     sys.exit(1 if any(st.problem() for st in statuses) else 0)
 
 

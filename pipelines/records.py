@@ -25,6 +25,7 @@ from models import (
     session,
 )
 from models.db import utcnow
+from models.workflow import ACTIVE_STATES
 from pipelines import lock, nodes
 from pipelines.ecc import ConfigId, DataLink, EccState
 
@@ -73,7 +74,7 @@ def _refuse_ended(s, step: Step, workflow: Workflow) -> None:
     if step.state in (StepState.FAILED.value, StepState.LOST.value):
         raise StepFailed(f"{step.target}: attempt {step.attempt} already ended as {step.state}; "
                          "a replay runs a new attempt")
-    if workflow.state not in (WorkflowState.PENDING.value, WorkflowState.RUNNING.value):
+    if workflow.state not in ACTIVE_STATES:
         raise StepFailed(f"{step.target}: workflow {workflow.id} already {workflow.state}")
     newer = s.exec(select(Step.id).where(Step.stage_id == step.stage_id,
                                          Step.target == step.target,
@@ -276,6 +277,13 @@ def _summary(stage: Stage, failed: list[Step]) -> str:
     return f"stage '{stage.name}': {len(failed)} step(s) did not succeed: " + "; ".join(parts) + more
 
 
+def _end_workflow(workflow: Workflow, state: WorkflowState, error: str | None = None) -> str | None:
+    """Close a workflow; returns its lock token, to release once the session has committed."""
+    workflow.state, workflow.error, workflow.finished_at = (
+        state.value, error[:4000] if error else None, utcnow())
+    return workflow.lock_token
+
+
 def fail_stage(stage_id: int, callback_error: str | None = None,
                callback_task_id: str | None = None) -> None:
     """The failure path of a stage: mark it and its workflow failed, saying why.
@@ -293,9 +301,7 @@ def fail_stage(stage_id: int, callback_error: str | None = None,
             reason = f"stage '{stage.name}': callback failed: {callback_error or 'unknown error'}"
         now = utcnow()
         stage.state, stage.error, stage.finished_at = WorkflowState.FAILED.value, reason, now
-        workflow = s.get(Workflow, stage.workflow_id)
-        workflow.state, workflow.error, workflow.finished_at = WorkflowState.FAILED.value, reason, now
-        token = workflow.lock_token
+        token = _end_workflow(s.get(Workflow, stage.workflow_id), WorkflowState.FAILED, reason)
     lock.release(token)
 
 
@@ -303,17 +309,15 @@ def fail_stalled(workflow_id: int, reason: str) -> None:
     """Fail a workflow nothing moves any more: its first unfinished stage, then itself."""
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
-        if workflow is None or workflow.state not in (WorkflowState.PENDING.value,
-                                                      WorkflowState.RUNNING.value):
+        if workflow is None or workflow.state not in ACTIVE_STATES:
             return
-        now = utcnow()
         stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)
                         .order_by(Stage.order)).all()
         stage = next((st for st in stages if st.state != WorkflowState.SUCCEEDED.value), None)
         if stage is not None:
-            stage.state, stage.error, stage.finished_at = WorkflowState.FAILED.value, reason, now
-        workflow.state, workflow.error, workflow.finished_at = WorkflowState.FAILED.value, reason, now
-        token = workflow.lock_token
+            stage.state, stage.error = WorkflowState.FAILED.value, reason
+            stage.finished_at = utcnow()
+        token = _end_workflow(workflow, WorkflowState.FAILED, reason)
     lock.release(token)
 
 
@@ -339,9 +343,7 @@ def fail_workflow(workflow_id: int, reason: str, callback_task_id: str | None = 
             return
         if callback_task_id and workflow.callback_task_id != callback_task_id:
             return  # the errback of a final callback that a replay has replaced
-        workflow.state, workflow.error, workflow.finished_at = (
-            WorkflowState.FAILED.value, reason[:4000], utcnow())
-        token = workflow.lock_token
+        token = _end_workflow(workflow, WorkflowState.FAILED, reason)
     lock.release(token)
 
 
@@ -360,9 +362,7 @@ def finish_workflow(workflow_id: int, callback_task_id: str | None = None) -> di
             outcome["run"] = _record_run_started(s, workflow, stages)
         elif workflow.kind == "stop_run":
             outcome["run"] = _record_run_stopped(s, workflow, stages)
-        workflow.state, workflow.finished_at, workflow.error = (
-            WorkflowState.SUCCEEDED.value, utcnow(), None)
-        token = workflow.lock_token
+        token = _end_workflow(workflow, WorkflowState.SUCCEEDED)
     lock.release(token)
     return outcome
 

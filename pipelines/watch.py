@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import or_
 from sqlmodel import select, update
 
-from models import ECCServer, Stage, Step, StepState, Workflow, WorkflowState, session
+from models import ECCServer, Stage, Step, StepState, Workflow, session
 from models.db import utcnow
 from models.workflow import ACTIVE_STATES
 from pipelines import ecc, records
@@ -141,7 +141,7 @@ def _fail_if_settled(stage_id: int) -> None:
     # have ended, fail the stage and its workflow so that it can be replayed.
     with session() as s:
         stage = s.get(Stage, stage_id)
-        if stage.state != WorkflowState.RUNNING.value and stage.state != WorkflowState.PENDING.value:
+        if stage.state not in ACTIVE_STATES:
             return
         steps = records.latest_attempts(s, stage_id)
         if any(st.state in (StepState.PENDING.value, StepState.RUNNING.value) for st in steps):

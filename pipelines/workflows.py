@@ -162,9 +162,6 @@ def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> WorkflowPlan
             raise Refused("no run is going")
         params["run_number"] = running.number
         operation, targets = "Stop", {srv.name: ("Stop", EccState.READY) for srv, _ in servers}
-        return WorkflowPlan(ordered_stages(operation, servers, targets) + _end_of_run(s, servers),
-                            params, running.id, {srv.name: srv.expected_seconds
-                                                 for srv, _ in servers})
     elif kind in COLLECTIVE:
         operation = COLLECTIVE[kind]
         if running is not None:
@@ -176,7 +173,10 @@ def plan(s, kind: str, title: str = "", run_class: str = "TEST") -> WorkflowPlan
         operation, targets = _reset_targets(servers)
     else:
         raise Refused(f"unknown workflow {kind!r}")
-    return WorkflowPlan(ordered_stages(operation, servers, targets), params, None,
+    stopping = kind == "stop_run"
+    stages = ordered_stages(operation, servers, targets)
+    stages += _end_of_run(s, servers) if stopping else []
+    return WorkflowPlan(stages, params, running.id if stopping else None,
                         {srv.name: srv.expected_seconds for srv, _ in servers})
 
 
