@@ -83,6 +83,10 @@ class ECCServer(SQLModel, table=True):
     # Where the server reads its .xcfg files, and where a stop backs them up (on its node).
     config_dir: Optional[str] = Field(default=None, max_length=1000)
     backup_dir: Optional[str] = Field(default=None, max_length=1000)
+    # Last process check on its node: getEccSoapServer running (None: unknown), and why not.
+    process_running: Optional[bool] = Field(default=None)
+    process_checked_at: Optional[datetime] = _ts()
+    process_error: Optional[str] = Field(default=None, max_length=2000)
 
 
 # A data router: receives one source's stream and writes .graw files to staging.

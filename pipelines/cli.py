@@ -271,25 +271,29 @@ def unlock(yes):
 
 @main.group()
 def routers():
-    """Data routers: process and staging-directory checks."""
+    """Data routers and ECC servers on the nodes: process and staging-directory checks."""
 
 
 @routers.command("check")
 @click.option("--json", "as_json", is_flag=True)
 def routers_check(as_json):
-    """Check every data router now; exit 1 if a run could not start on them."""
+    """Check every node now; exit 1 if a run could not start on its data routers."""
     import models
     from pipelines import routers as router_checks
 
     models.create_all()
-    statuses = router_checks.check_all()
+    statuses, ecc_statuses = router_checks.check_nodes()
     if as_json:
-        click.echo(json.dumps([dict(vars(st), clean=st.clean) for st in statuses], indent=2))
+        click.echo(json.dumps({"routers": [dict(vars(st), clean=st.clean) for st in statuses],
+                               "ecc_servers": [vars(st) for st in ecc_statuses]}, indent=2))
     else:
+        words = {True: "running", False: "NOT RUNNING", None: "unknown"}
         for st in statuses:
-            process = {True: "running", False: "NOT RUNNING", None: "unknown"}[st.online]
-            click.echo(f"{st.name:<16} {st.node:<12} process {process:<11} "
+            click.echo(f"{st.name:<16} {st.node:<12} process {words[st.online]:<11} "
                        f"{st.problem() or 'staging clean'}")
+        for st in ecc_statuses:
+            click.echo(f"{st.name:<16} {st.node:<12} process {words[st.running]:<11} "
+                       f"{st.error or ''}".rstrip())
     sys.exit(1 if any(st.problem() for st in statuses) else 0)
 
 

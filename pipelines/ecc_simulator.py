@@ -15,7 +15,8 @@ Tests and operators steer it over plain HTTP on any of its ports:
   ``times`` limits how often it fires
 - ``DELETE /_sim/faults`` clear faults;  ``POST /_sim/reset`` everything back to IDLE
 - ``POST /_sim/set``     ``{"server", "state"}`` or ``{"seconds_per_source": s}``
-- ``POST /_sim/routers`` ``{"process": "stop" | "start"}``: the data routers' process
+- ``POST /_sim/processes`` ``{"name": "dataRouter" | "getEccSoapServer", "running": bool}``:
+  stop a placeholder process (the program died) or bring it back
 
 ``daqflow simulate`` also plays the data routers (see ``router_simulator``).
 """
@@ -217,12 +218,11 @@ class Simulator:
             return 200, {"cleared": True}
         if method == "POST" and path == "/_sim/set":
             return self._set(payload)
-        if method == "POST" and path == "/_sim/routers" and self.routers is not None:
-            if payload.get("process") == "stop":
-                self.routers.stop_process()
-            elif payload.get("process") == "start":
-                self.routers.start_process()
-            return 200, {"routers": payload}
+        if method == "POST" and path == "/_sim/processes" and self.routers is not None:
+            if payload.get("name") not in self.routers.processes:
+                return 404, {"error": f"no simulated process {payload.get('name')!r}"}
+            self.routers.set_process(payload["name"], bool(payload.get("running")))
+            return 200, {"processes": payload}
         return 404, {"error": f"no control endpoint {method} {path}"}
 
     def _add_fault(self, payload: dict) -> tuple[int, object]:

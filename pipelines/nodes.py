@@ -247,13 +247,21 @@ for f in "$@"; do
 done
 """
 
-# $1 process name, then staging dirs. Prints running|stopped, then per dir its .graw count
-# (or "missing").
+# $1 how many process names follow, the names, then staging dirs. Prints running|stopped
+# per process, then per dir its .graw count (or "missing"). A name longer than the 15
+# characters Linux keeps of a command name (getEccSoapServer) is matched as argv[0] instead.
 CHECK = r"""
 set -u
-name=$1
+count=$1
 shift
-if pgrep -x -- "$name" >/dev/null 2>&1; then echo running; else echo stopped; fi
+while [ "$count" -gt 0 ]; do
+  name=$1
+  shift
+  count=$((count-1))
+  if { [ ${#name} -le 15 ] && pgrep -x -- "$name"; } >/dev/null 2>&1 ||
+     pgrep -f -- "^([^ ]*/)?$name"'( |$)' >/dev/null 2>&1
+  then echo running; else echo stopped; fi
+done
 for d in "$@"; do
   if [ ! -d "$d" ]; then echo missing; continue; fi
   n=0
@@ -302,21 +310,23 @@ def backup_configs(node: Node, config_dir: str, backup_root: str, experiment: st
 
 @dataclass(frozen=True)
 class NodeCheck:
-    """A process check and the .graw count of each staging dir (None: dir missing)."""
+    """Which processes run on a node, and the .graw count of each staging dir (None: missing)."""
 
-    process_running: bool
+    processes: dict[str, bool]
     graw_files: dict[str, int | None]
 
 
-def check(node: Node, staging_dirs: list[str], process: str = ROUTER_PROCESS) -> NodeCheck:
-    """Whether ``process`` runs on the node, and how many .graw files each dir holds."""
-    result = node.script("check", CHECK, process, *staging_dirs)
+def check(node: Node, staging_dirs: list[str],
+          processes: tuple[str, ...] = (ROUTER_PROCESS,)) -> NodeCheck:
+    """Whether each of ``processes`` runs on the node, and how many .graw files each dir holds."""
+    result = node.script("check", CHECK, str(len(processes)), *processes, *staging_dirs)
     lines = result.stdout.split()
-    if result.status != 0 or len(lines) != len(staging_dirs) + 1:
+    if result.status != 0 or len(lines) != len(processes) + len(staging_dirs):
         raise node.fail("check", result)
+    running = {name: value == "running" for name, value in zip(processes, lines)}
     counts = {d: (None if value == "missing" else int(value))
-              for d, value in zip(staging_dirs, lines[1:])}
-    return NodeCheck(lines[0] == "running", counts)
+              for d, value in zip(staging_dirs, lines[len(processes):])}
+    return NodeCheck(running, counts)
 
 
 def config_files(config: dict) -> list[str]:

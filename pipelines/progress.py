@@ -164,6 +164,7 @@ def status() -> dict:
         routers = s.exec(select(DataRouter, DaqNode)
                          .join(DaqNode, DataRouter.node_id == DaqNode.id, isouter=True)
                          .order_by(DataRouter.name)).all()
+        node_names = {node.id: node.name for node in s.exec(select(DaqNode)).all()}
     by_id = {srv.id: srv for srv in servers}
     now = utcnow()
     return {
@@ -179,7 +180,10 @@ def status() -> dict:
         "last_workflow": last.id if last else None,
         "servers": [{"name": srv.name, "url": srv.url, "state": state_name(srv.state),
                      "online": srv.online, "last_seen_at": _iso(srv.last_seen_at),
-                     "error": srv.last_error} for srv in servers],
+                     "error": srv.last_error, "node": node_names.get(srv.node_id),
+                     "process_running": srv.process_running,
+                     "process_checked_at": _iso(srv.process_checked_at),
+                     "process_error": srv.process_error} for srv in servers],
         "sources": [{"name": src.name, "ecc_server": by_id[src.ecc_server_id].name,
                      "state": state_name(by_id[src.ecc_server_id].state),
                      "online": by_id[src.ecc_server_id].online,

@@ -2,10 +2,11 @@
 
 While a simulated ECC server is RUNNING, each data router of its sources writes
 a few ``.graw`` files of some kilobytes into its staging directory, as a real
-``dataRouter`` does, so that a stop has real files to organize. A placeholder
-process named ``dataRouter`` runs while the simulator does, so that a process
-check on the node finds the routers up. Each local ECC server's config directory
-gets the topology's ``.xcfg`` files, so that a stop has configs to back up.
+``dataRouter`` does, so that a stop has real files to organize. Placeholder
+processes named ``dataRouter`` and ``getEccSoapServer`` run while the simulator
+does, so that a process check on the node finds routers and ECC servers up. Each
+local ECC server's config directory gets the topology's ``.xcfg`` files, so that
+a stop has configs to back up.
 
 Only routers and servers on this machine (a node without a host, ``localhost`` or
 ``127.0.0.1``) are played.
@@ -25,10 +26,38 @@ from pathlib import Path
 
 from models.db import instance_dir
 from pipelines.ecc import EccState
-from pipelines.nodes import ROUTER_PROCESS, config_files
+from pipelines.nodes import ECC_PROCESS, ROUTER_PROCESS, config_files
 from pipelines.topology import Topology, ecc_dirs, staging_dirs
 
 LOCAL = (None, "localhost", "127.0.0.1")
+
+
+class Placeholder:
+    """A process named like a DAQ program (a symlink to ``sleep``), for process checks."""
+
+    def __init__(self, name: str, wanted: bool):
+        self.name, self.wanted = name, wanted
+        self.process: subprocess.Popen | None = None
+
+    def ensure(self) -> None:
+        # Called from the long-lived writer thread only: the parent-death signal fires
+        # when the thread that forked the child ends, so a request thread would not do.
+        if not self.wanted or (self.process is not None and self.process.poll() is None):
+            return
+        bin_dir = instance_dir() / "sim-bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        link = bin_dir / self.name
+        if not link.exists():
+            link.symlink_to(shutil.which("sleep") or "/bin/sleep")
+        self.process = subprocess.Popen([str(link), "infinity"], preexec_fn=_die_with_parent)
+
+    def stop(self) -> None:
+        """Stop the process (the program died); it stays down until ``wanted`` again."""
+        self.wanted = False
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+        self.process = None
 
 
 @dataclass
@@ -53,8 +82,10 @@ class SimulatedRouters:
         staging = staging_dirs(topology)
         self.routers = [SimulatedRouter(r.name, server_of[r.source], Path(staging[r.name]))
                         for r in topology.data_routers if nodes[r.node].host in LOCAL]
-        self.process: subprocess.Popen | None = None
-        self.want_process = bool(self.routers)
+        self.local_servers = [srv.name for srv in topology.ecc_servers
+                              if srv.node in nodes and nodes[srv.node].host in LOCAL]
+        self.processes = {ROUTER_PROCESS: Placeholder(ROUTER_PROCESS, bool(self.routers)),
+                          ECC_PROCESS: Placeholder(ECC_PROCESS, bool(self.local_servers))}
         self._stop = threading.Event()
         self._write_configs(topology, nodes)
 
@@ -74,51 +105,37 @@ class SimulatedRouters:
                                         f"<Setup><Config>{config.name}</Config></Setup>\n")
 
     def start(self) -> None:
-        """Create the staging dirs, start the placeholder process and the writer thread."""
+        """Create the staging dirs and start the writer thread (which runs the placeholders)."""
         for router in self.routers:
             router.staging_dir.mkdir(parents=True, exist_ok=True)
         threading.Thread(target=self._loop, name="sim-routers", daemon=True).start()
 
-    def start_process(self) -> None:
-        """Have the router process (back) up; the writer thread starts it."""
-        self.want_process = bool(self.routers)
-
-    def _ensure_process(self) -> None:
-        # Started from the long-lived writer thread: the parent-death signal fires when
-        # the thread that forked the child ends, so a request thread would not do.
-        if not self.want_process or (self.process is not None and self.process.poll() is None):
-            return
-        bin_dir = instance_dir() / "sim-bin"
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        link = bin_dir / ROUTER_PROCESS
-        if not link.exists():
-            link.symlink_to(shutil.which("sleep") or "/bin/sleep")
-        self.process = subprocess.Popen([str(link), "infinity"], preexec_fn=_die_with_parent)
-
-    def stop_process(self) -> None:
-        """Stop the placeholder process (a data router that died)."""
-        self.want_process = False
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(5)
-        self.process = None
+    def set_process(self, name: str, running: bool) -> None:
+        """Stop a placeholder process (the program died), or have it (back) up."""
+        process = self.processes[name]
+        if running:
+            process.wanted = True  # the writer thread starts it
+        else:
+            process.stop()
 
     def shutdown(self) -> None:
         self._stop.set()
-        self.stop_process()
+        for process in self.processes.values():
+            process.stop()
 
     def reset(self) -> None:
-        """Forget the runs in progress and bring the router process back."""
+        """Forget the runs in progress and bring the placeholder processes back."""
         for router in self.routers:
             server = self.sim.servers[router.server]
             with server.lock:
                 router.run_stamp, router.written = None, 0
-        if self.routers:
-            self.start_process()
+        self.processes[ROUTER_PROCESS].wanted = bool(self.routers)
+        self.processes[ECC_PROCESS].wanted = bool(self.local_servers)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.1):
-            self._ensure_process()
+            for process in self.processes.values():
+                process.ensure()
             now = time.monotonic()
             for router in self.routers:
                 try:

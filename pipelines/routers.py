@@ -1,17 +1,19 @@
-"""Data router checks: is each router's process running, and is its staging directory clean.
+"""Node checks: is each data router's process running and its staging directory clean,
+and is each ECC server's getEccSoapServer process running.
 
-One SSH command per node checks every router on it; nodes are checked in
-parallel. The outcome is written to the DataRouter rows, which the run-control
-page shows, and a start is refused while any staging directory is dirty.
+One SSH command per node checks every router and ECC server on it; nodes are
+checked in parallel. The outcome is written to the DataRouter and ECCServer rows,
+which the run-control page shows, and a start is refused while any staging
+directory is dirty.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlmodel import select
 
-from models import DaqNode, DataRouter, session
+from models import DaqNode, DataRouter, ECCServer, session
 from models.db import utcnow
 from pipelines import nodes
 from pipelines.records import node_access
@@ -44,46 +46,86 @@ class RouterStatus:
         return None
 
 
-def _check_node(access: nodes.NodeAccess, routers: list[tuple[str, str]]) -> list[RouterStatus]:
-    dirs = [staging for _, staging in routers]
+@dataclass(frozen=True)
+class EccProcessStatus:
+    """Whether an ECC server's getEccSoapServer runs on its node (None: could not tell)."""
+
+    name: str
+    node: str
+    running: bool | None
+    error: str | None = None
+
+
+@dataclass
+class _NodeWork:
+    """What one SSH session on a node checks: its routers and its ECC servers."""
+
+    routers: list[tuple[str, str]] = field(default_factory=list)
+    ecc_servers: list[str] = field(default_factory=list)
+
+
+def _check_node(access: nodes.NodeAccess, work: _NodeWork):
+    dirs = [staging for _, staging in work.routers]
+    processes = ((nodes.ROUTER_PROCESS,) if work.routers else ()) + \
+        ((nodes.ECC_PROCESS,) if work.ecc_servers else ())
     try:
         with nodes.Node(access) as node:
-            found = nodes.check(node, dirs)
+            found = nodes.check(node, dirs, processes)
     except nodes.NodeError as exc:
-        return [RouterStatus(name, access.name, staging, None, None, str(exc))
-                for name, staging in routers]
-    return [RouterStatus(name, access.name, staging, found.process_running,
-                         found.graw_files[staging]) for name, staging in routers]
+        return ([RouterStatus(name, access.name, staging, None, None, str(exc))
+                 for name, staging in work.routers],
+                [EccProcessStatus(name, access.name, None, str(exc)) for name in work.ecc_servers])
+    return ([RouterStatus(name, access.name, staging, found.processes[nodes.ROUTER_PROCESS],
+                          found.graw_files[staging]) for name, staging in work.routers],
+            [EccProcessStatus(name, access.name, found.processes[nodes.ECC_PROCESS])
+             for name in work.ecc_servers])
+
+
+def check_nodes() -> tuple[list[RouterStatus], list[EccProcessStatus]]:
+    """Check every node once: its data routers and its ECC servers' processes; record it all."""
+    with session() as s:
+        routers = s.exec(select(DataRouter, DaqNode)
+                         .join(DaqNode, DataRouter.node_id == DaqNode.id)
+                         .order_by(DataRouter.name)).all()
+        servers = s.exec(select(ECCServer, DaqNode)
+                         .join(DaqNode, ECCServer.node_id == DaqNode.id)
+                         .order_by(ECCServer.name)).all()
+        by_node: dict[nodes.NodeAccess, _NodeWork] = {}
+        for router, node in routers:
+            by_node.setdefault(node_access(node), _NodeWork()).routers.append(
+                (router.name, router.staging_dir))
+        for server, node in servers:
+            by_node.setdefault(node_access(node), _NodeWork()).ecc_servers.append(server.name)
+    if not by_node:
+        return [], []
+    with ThreadPoolExecutor(max_workers=min(16, len(by_node))) as pool:
+        outcomes = list(pool.map(lambda item: _check_node(*item), by_node.items()))
+    router_statuses = sorted((st for batch, _ in outcomes for st in batch), key=lambda st: st.name)
+    ecc_statuses = sorted((st for _, batch in outcomes for st in batch), key=lambda st: st.name)
+    _record(router_statuses, ecc_statuses)
+    return router_statuses, ecc_statuses
 
 
 def check_all() -> list[RouterStatus]:
-    """Check every data router of the topology and record the outcome."""
-    with session() as s:
-        rows = s.exec(select(DataRouter, DaqNode)
-                      .join(DaqNode, DataRouter.node_id == DaqNode.id)
-                      .order_by(DataRouter.name)).all()
-        by_node: dict[nodes.NodeAccess, list[tuple[str, str]]] = {}
-        for router, node in rows:
-            by_node.setdefault(node_access(node), []).append((router.name, router.staging_dir))
-    if not by_node:
-        return []
-    with ThreadPoolExecutor(max_workers=min(16, len(by_node))) as pool:
-        outcomes = pool.map(lambda item: _check_node(*item), by_node.items())
-    statuses = sorted((st for batch in outcomes for st in batch), key=lambda st: st.name)
-    _record(statuses)
-    return statuses
+    """Check every node (routers and ECC processes); the data routers' part."""
+    return check_nodes()[0]
 
 
-def _record(statuses: list[RouterStatus]) -> None:
+def _record(router_statuses: list[RouterStatus], ecc_statuses: list[EccProcessStatus]) -> None:
     now = utcnow()
     with session() as s:
-        routers = {r.name: r for r in s.exec(select(DataRouter)).all()}
-        for status in statuses:
-            router = routers.get(status.name)
-            if router is None:
-                continue
-            router.online, router.graw_files = status.online, status.graw_files
-            router.last_error, router.checked_at = status.error, now
+        for table, statuses, values in (
+                (DataRouter, router_statuses, lambda st: dict(
+                    online=st.online, graw_files=st.graw_files, last_error=st.error,
+                    checked_at=now)),
+                (ECCServer, ecc_statuses, lambda st: dict(
+                    process_running=st.running, process_error=st.error,
+                    process_checked_at=now))):
+            rows = {row.name: row for row in s.exec(select(table)).all()}
+            for status in statuses:
+                row = rows.get(status.name)  # None: removed from the topology meanwhile
+                for key, value in (values(status).items() if row is not None else ()):
+                    setattr(row, key, value)
 
 
 def problems() -> list[str]:

@@ -161,7 +161,10 @@ def watch_ecc() -> dict:
 
 
 @app.task(name="daqflow.files.check_routers", **DB_RETRY)
-def check_routers() -> list[dict]:
-    """Beat: check every data router's process and staging directory."""
-    return [{"router": st.name, "online": st.online, "graw_files": st.graw_files,
-             "error": st.error} for st in routers.check_all()]
+def check_routers() -> dict:
+    """Beat: check every node's data routers (process, staging) and ECC server processes."""
+    router_statuses, ecc_statuses = routers.check_nodes()
+    return {"routers": [{"router": st.name, "online": st.online, "graw_files": st.graw_files,
+                         "error": st.error} for st in router_statuses],
+            "ecc_servers": [{"server": st.name, "process_running": st.running,
+                             "error": st.error} for st in ecc_statuses]}

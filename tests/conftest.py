@@ -114,6 +114,10 @@ class SimulatorHandle:
         return self._call("POST", "/_sim/faults",
                           dict(server=server, kind=kind, operation=operation, **fields))
 
+    def process(self, name, running: bool):
+        """Stop (or bring back) a placeholder dataRouter or getEccSoapServer process."""
+        return self._call("POST", "/_sim/processes", {"name": name, "running": running})
+
     def set_state(self, server, state):
         return self._call("POST", "/_sim/set", {"server": server, "state": int(state)})
 

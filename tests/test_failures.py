@@ -266,3 +266,29 @@ def test_beat_marks_a_dead_ecc_server_offline_and_refreshes_the_others(running_d
     assert dead.state is None and "ecc-cobo2" in dead.last_error
     page = create_app({"TESTING": True}).test_client().get("/").get_data(as_text=True)
     assert "offline" in page and "dirty: 1 .graw file(s)" in page
+
+
+def ecc_processes() -> dict[str, bool | None]:
+    with models.session() as s:
+        return {srv.name: srv.process_running for srv in s.exec(select(ECCServer)).all()}
+
+
+def test_beat_sees_the_ecc_server_process_die_and_come_back(running_daq, beat):
+    sim = running_daq
+    servers = list(ecc_processes())
+    wait_for(lambda: ecc_processes() == dict.fromkeys(servers, True), timeout=20,
+             message="beat to find getEccSoapServer running on the ECC servers' node")
+
+    sim.process("getEccSoapServer", running=False)  # the program dies on the node
+    wait_for(lambda: ecc_processes() == dict.fromkeys(servers, False), timeout=20,
+             message="beat to see getEccSoapServer gone")
+    with models.session() as s:
+        routers = s.exec(select(models.DataRouter)).all()
+        assert all(router.online for router in routers)  # the routers' own process still runs
+    page = create_app({"TESTING": True}).test_client().get("/").get_data(as_text=True)
+    row = page.split('data-ecc-server="ecc-cobo0"')[1].split("</tr>")[0]
+    assert '<td class="ecc-process"><span class="error">not running</span></td>' in row
+
+    sim.process("getEccSoapServer", running=True)
+    wait_for(lambda: ecc_processes() == dict.fromkeys(servers, True), timeout=20,
+             message="beat to see getEccSoapServer back")

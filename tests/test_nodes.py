@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -111,11 +113,30 @@ def test_check_counts_graw_files_and_looks_for_the_process(node, tmp_path):
     clean.mkdir()
     graw(dirty, "a.graw", "b.graw")
     found = nodes.check(node, [str(clean), str(dirty), str(tmp_path / "gone")],
-                        process="no-such-daqflow-process")
-    assert found == nodes.NodeCheck(False, {str(clean): 0, str(dirty): 2,
-                                            str(tmp_path / "gone"): None})
+                        processes=("no-such-daqflow-process",))
+    assert found == nodes.NodeCheck({"no-such-daqflow-process": False},
+                                    {str(clean): 0, str(dirty): 2, str(tmp_path / "gone"): None})
     # The SSH server itself is a process every node here runs.
-    assert nodes.check(node, [str(clean)], process="sshd").process_running
+    assert nodes.check(node, [str(clean)], processes=("sshd",)).processes == {"sshd": True}
+
+
+def test_check_finds_a_process_whose_name_is_longer_than_the_kernel_keeps(node, tmp_path):
+    # Linux keeps 15 characters of a command name, so getEccSoapServer is "getEccSoapServe";
+    # a name of the same kind that only this test runs.
+    name = f"daqflowTest{os.getpid()}LongServer"
+    link = tmp_path / "bin" / name
+    link.parent.mkdir()
+    link.symlink_to(shutil.which("sleep"))
+    checked = (name, name[:-1])
+    assert nodes.check(node, [], processes=checked).processes == dict.fromkeys(checked, False)
+    process = subprocess.Popen([str(link), "60"])
+    try:
+        during = nodes.check(node, [], processes=checked).processes
+    finally:
+        process.kill()
+        process.wait()
+    # Only the whole name counts: a prefix of it is another program.
+    assert during == {name: True, name[:-1]: False}
 
 
 def test_an_unreachable_node_fails_with_a_clear_error():

@@ -76,6 +76,6 @@ def transition(name: str):
 
 @bp.post("/actions/check-routers")
 def check_routers():
-    """Check every data router now: process running, staging directory clean."""
-    routers.check_all()
+    """Check every node now: data routers (process, staging clean) and ECC server processes."""
+    routers.check_nodes()
     return _live()
