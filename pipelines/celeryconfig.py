@@ -33,9 +33,10 @@ task_routes = {"daqflow.files.*": {"queue": "files"}}
 
 # Workers report STARTED so the progress read can tell queued from running.
 task_track_started = True
-# Task events let Flower (and `celery events`) show daqflow's tasks by name.
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events cost three extra messages per step; Flower (and `celery events`) switch them
+# on at run time with the enable_events control command when they are watching.
+worker_send_task_events = False
+task_send_sent_event = False
 
 # A broker that is briefly away at start-up is retried, not fatal.
 broker_connection_retry_on_startup = True

@@ -84,7 +84,10 @@ def web(host, port):
               help="Load this topology before starting.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Web server port.")
 @click.option("--flower", is_flag=True, help="Also run Flower (pip install '.[flower]').")
-def up(demo, path, port, flower):
+@click.option("--control-workers", type=int, default=lambda: min(os.cpu_count() or 1, 4),
+              show_default="one per core, up to 4",
+              help="Control worker processes (each a thread pool) on this host.")
+def up(demo, path, port, flower, control_workers):
     """Start everything the Procfile lists (Ctrl-C stops it all)."""
     import models
     from models.db import instance_dir
@@ -106,6 +109,7 @@ def up(demo, path, port, flower):
         commands.pop("simulator", None)
     if not flower:
         commands.pop("flower", None)
+    commands = supervisor.scale(commands, "control", control_workers)
     redis_process = None
     if not (os.environ.get("REDIS_URL") or os.environ.get("DAQFLOW_BROKER_URL")):
         redis_process, url = supervisor.start_redis(instance)

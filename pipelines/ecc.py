@@ -178,6 +178,9 @@ def _closed_network_transport(connect_timeout: float, read_timeout: float):
     transport = ClosedNetworkTransport(operation_timeout=(connect_timeout, read_timeout))
     # One connection per ECC server is enough; keep it alive between polls.
     transport.session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=4))
+    # ECC servers sit on the DAQ network: no proxy or .netrc applies, and looking them up
+    # in the environment on every call cost a third of a GetState's CPU time.
+    transport.session.trust_env = False
     return transport
 
 

@@ -23,6 +23,7 @@ from models import (
     Step,
     StepState,
     Workflow,
+    WorkflowState,
     session,
 )
 from models.db import utcnow
@@ -50,6 +51,14 @@ def fetch_results(task_ids: list[str], client=None) -> tuple[dict[str, dict], st
         return {}, f"live progress is unavailable: Redis does not answer ({exc})"
     metas = {tid: backend.decode(raw) for tid, raw in zip(task_ids, values) if raw is not None}
     return metas, None
+
+
+def _callback_state(meta: dict | None, recorded_state: str) -> str:
+    # Results of earlier workflows are deleted from Redis (see workflows.launch); a
+    # callback whose stage or workflow succeeded has run, whatever Redis still says.
+    if meta is not None:
+        return meta.get("status", "PENDING")
+    return "SUCCESS" if recorded_state == WorkflowState.SUCCEEDED.value else "PENDING"
 
 
 def _step_view(step: Step, meta: dict | None, now: datetime) -> dict:
@@ -110,7 +119,7 @@ def read(workflow_id: int, redis_client=None) -> dict:
         steps = [_step_view(tries[-1], metas.get(tries[-1].task_id), now) for tries in members.values()]
         history = [_step_view(st, None, now) for tries in members.values() for st in tries[:-1]]
         done = sum(1 for st in steps if st["state"] == StepState.SUCCEEDED.value)
-        callback = metas.get(stage.callback_task_id, {}).get("status", "PENDING")
+        callback = _callback_state(metas.get(stage.callback_task_id), stage.state)
         stage_views.append({
             "id": stage.id, "order": stage.order, "name": stage.name,
             "operation": stage.operation, "state": stage.state, "error": stage.error,
@@ -127,7 +136,7 @@ def read(workflow_id: int, redis_client=None) -> dict:
         "params": workflow.params, "run_id": workflow.run_id,
         "created_at": _iso(workflow.created_at), "finished_at": _iso(workflow.finished_at),
         "done": sum(st["done"] for st in stage_views), "total": total,
-        "callback_state": metas.get(workflow.callback_task_id, {}).get("status", "PENDING"),
+        "callback_state": _callback_state(metas.get(workflow.callback_task_id), workflow.state),
         "stages": stage_views, "live": live_error is None, "live_error": live_error,
         "files": run_files(workflow.run_id) if workflow.kind == "stop_run" else None,
     }

@@ -7,6 +7,7 @@ web process would collect one subscription per step it dispatched, and re-open
 them as results are garbage-collected.
 """
 from celery.backends.redis import RedisBackend
+from redis.exceptions import RedisError
 
 
 class RunControlRedisBackend(RedisBackend):
@@ -17,3 +18,21 @@ class RunControlRedisBackend(RedisBackend):
 
     def remove_pending_result(self, result):
         return result
+
+
+def forget(task_ids: list[str]) -> int:
+    """Delete the results of ended steps and callbacks (the database keeps the record).
+
+    Without this every workflow would leave hundreds of keys in Redis until
+    ``result_expires``; a soak of start/stop cycles would grow Redis without bound.
+    Returns how many keys went; a Redis that is away only leaves them to expire.
+    """
+    from pipelines.celery_app import app
+
+    if not task_ids:
+        return 0
+    backend = app.backend
+    try:
+        return backend.client.unlink(*[backend.get_key_for_task(tid) for tid in task_ids])
+    except (RedisError, OSError):
+        return 0

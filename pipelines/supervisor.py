@@ -85,6 +85,25 @@ def read_procfile(path: Path = PROCFILE) -> dict[str, str]:
     return entries
 
 
+def scale(commands: dict[str, str], name: str, count: int) -> dict[str, str]:
+    """Run ``count`` copies of a Procfile entry (``name1``, ``name2``, …), each its own node.
+
+    A Celery worker process is bound to one core by Python's GIL; on a host with
+    several cores, several control workers share a stage's steps through the queue.
+    """
+    if count <= 1 or name not in commands:
+        return commands
+    scaled = {}
+    for key, command in commands.items():
+        if key != name:
+            scaled[key] = command
+            continue
+        for i in range(1, count + 1):
+            scaled[f"{name}{i}"] = command.replace(f"--hostname {name}@",
+                                                   f"--hostname {name}{i}@")
+    return scaled
+
+
 def _pump(name: str, stream, width: int) -> None:
     for raw in iter(stream.readline, b""):
         sys.stdout.write(f"{name:<{width}} | {raw.decode(errors='replace')}")

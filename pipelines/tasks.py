@@ -44,7 +44,9 @@ class _ProgressReporter:
     """Publishes a transition's progress as a custom state, at most once a second."""
 
     def __init__(self, task: Task):
-        self.task, self.last = task, float("-inf")
+        # The first report after a second: at the start the STARTED state says enough, and
+        # hundreds of steps begin at once.
+        self.task, self.last = task, time.monotonic()
 
     def __call__(self, elapsed: float, expected: float) -> None:
         now = time.monotonic()

@@ -28,7 +28,7 @@ from models import (
     session,
 )
 from models.workflow import ACTIVE_STATES
-from pipelines import canvases, lock, records, routers
+from pipelines import canvases, lock, records, results, routers
 from pipelines.ecc import TRANSITIONS, EccState, state_name, step_back
 
 RUN_CLASSES = ("TEST", "PROD", "BEAM", "JUNK", "PULS")
@@ -315,7 +315,31 @@ def launch(kind: str, title: str = "", run_class: str = "TEST") -> int:
     """Create and dispatch a workflow; returns its id."""
     workflow_id = create(kind, title=title, run_class=run_class)
     dispatch(workflow_id)
+    forget_earlier_results(workflow_id)
     return workflow_id
+
+
+# How many workflows before a new one have their Redis results deleted. More than one:
+# a final callback stores its own result just after its workflow released the lock.
+FORGET_WINDOW = 5
+
+
+def forget_earlier_results(workflow_id: int) -> int:
+    """Delete the Redis results of the workflows before this one; their record is in the database.
+
+    Keeps Redis bounded over thousands of runs: at any time it holds the results
+    of the last few workflows only. Returns how many keys went.
+    """
+    with session() as s:
+        stage_rows = s.exec(select(Stage.id, Stage.callback_task_id).where(
+            Stage.workflow_id < workflow_id,
+            Stage.workflow_id >= workflow_id - FORGET_WINDOW)).all()
+        step_ids = s.exec(select(Step.task_id).where(
+            Step.stage_id.in_([stage_id for stage_id, _ in stage_rows]))).all()
+        callbacks = s.exec(select(Workflow.callback_task_id).where(
+            Workflow.id < workflow_id, Workflow.id >= workflow_id - FORGET_WINDOW)).all()
+    ids = list(step_ids) + [cb for _, cb in stage_rows] + list(callbacks)
+    return results.forget([tid for tid in ids if tid])
 
 
 def get(workflow_id: int) -> Workflow:

@@ -11,7 +11,8 @@ from webui import create_app
 
 @pytest.fixture
 def client(daq):
-    return create_app({"TESTING": True}).test_client()
+    # Every poll sees the database as it is now (the shared render has its own test).
+    return create_app({"TESTING": True, "LIVE_CACHE_SECONDS": 0}).test_client()
 
 
 def bars(html: str) -> list[str]:
@@ -101,3 +102,22 @@ def test_page_refusal_goes_to_the_message_box(client):
     assert response.status_code == 409
     assert response.headers["HX-Retarget"] == "#message"
     assert "every source is READY" in response.get_data(as_text=True)
+
+
+def test_pollers_share_one_render_of_the_live_section_for_a_short_while(daq):
+    import models
+    from models import Experiment
+    from sqlmodel import update
+
+    client = create_app({"TESTING": True, "LIVE_CACHE_SECONDS": 60}).test_client()
+    first = client.get("/live").get_data(as_text=True)
+    with models.session() as s:
+        s.exec(update(Experiment).values(name="renamed-meanwhile"))
+    assert "renamed-meanwhile" not in first
+    assert client.get("/live").get_data(as_text=True) == first  # shared, not re-rendered
+    # An action's answer is always fresh, and the polls after it get that render.
+    checked = client.post("/actions/check-routers").get_data(as_text=True)
+    assert "renamed-meanwhile" in checked
+    assert client.get("/live").get_data(as_text=True) == checked
+    uncached = create_app({"TESTING": True, "LIVE_CACHE_SECONDS": 0}).test_client()
+    assert "renamed-meanwhile" in uncached.get("/live").get_data(as_text=True)

@@ -214,3 +214,26 @@ def test_cli_wait_reports_success_and_refusal_by_exit_code(running_daq):
     failed = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "start", "--title",
                              "t", "--wait"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "shelf not ready" in failed.stderr
+
+
+def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq):
+    from pipelines.celery_app import app
+
+    set_all(running_daq, EccState.READY)
+    first = wait_workflow(workflows.launch("start_run", title="keys"))
+    with models.session() as s:
+        stages = s.exec(select(Stage).where(Stage.workflow_id == first["id"])).all()
+        ids = [st.callback_task_id for st in stages] + [
+            step.task_id for st in stages
+            for step in s.exec(select(Step).where(Step.stage_id == st.id)).all()]
+    backend = app.backend
+    keys = [backend.get_key_for_task(tid) for tid in ids]
+    assert backend.client.exists(*keys) == len(keys) == 11  # 9 steps, 2 stage callbacks
+
+    second = wait_workflow(workflows.launch("stop_run"))
+
+    assert second["state"] == "succeeded"
+    assert backend.client.exists(*keys) == 0
+    view = progress.read(first["id"])  # the record stays whole without them
+    assert (view["state"], view["done"], view["total"]) == ("succeeded", 9, 9)
+    assert [st["callback_state"] for st in view["stages"]] == ["SUCCESS", "SUCCESS"]

@@ -19,6 +19,9 @@ def create_app(config: dict | None = None) -> Flask:
         SECRET_KEY=os.environ.get("DAQFLOW_SECRET_KEY", "daqflow-demo-only"),
         # Seconds between polls of the live run-control section while a workflow is active.
         POLL_SECONDS=1,
+        # Every poller of the live section within this many seconds gets the same render:
+        # twenty screens polling a 256-source page otherwise cost the web a whole core.
+        LIVE_CACHE_SECONDS=0.5,
     )
     if config:
         app.config.update(config)

@@ -1,6 +1,9 @@
 """The run-control page: DAQ state, run, sources with progress bars, and the buttons."""
 from __future__ import annotations
 
+import threading
+import time
+
 from flask import Blueprint, current_app, make_response, render_template, request
 
 from pipelines import progress, routers, workflows
@@ -23,8 +26,25 @@ def live_context() -> dict:
             "poll_seconds": current_app.config["POLL_SECONDS"]}
 
 
-def _live(status_code: int = 200):
-    return make_response(render_template("runcontrol/_live.html", **live_context()), status_code)
+class _LiveCache:
+    """The last render of the live section, shared by every poller for a short while."""
+
+    def __init__(self):
+        self.lock, self.html, self.rendered_at = threading.Lock(), None, float("-inf")
+
+    def get(self, max_age: float) -> str:
+        # One render at a time: pollers that arrive during it wait and share it.
+        with self.lock:
+            if self.html is None or time.monotonic() - self.rendered_at >= max_age:
+                self.html = render_template("runcontrol/_live.html", **live_context())
+                self.rendered_at = time.monotonic()
+            return self.html
+
+
+def _live(status_code: int = 200, fresh: bool = False):
+    cache = current_app.extensions.setdefault("daqflow_live", _LiveCache())
+    max_age = 0.0 if fresh else current_app.config["LIVE_CACHE_SECONDS"]
+    return make_response(cache.get(max_age), status_code)
 
 
 @bp.get("/")
@@ -45,7 +65,7 @@ def _launch(kind: str, **kwargs):
         workflows.launch(kind, **kwargs)
     except (workflows.Refused, workflows.Unavailable) as exc:
         return refusal(exc)
-    response = _live(202)
+    response = _live(202, fresh=True)
     response.headers["HX-Trigger"] = "daqflow-clear-message"
     return response
 
@@ -78,4 +98,4 @@ def transition(name: str):
 def check_routers():
     """Check every node now: data routers (process, staging clean) and ECC server processes."""
     routers.check_nodes()
-    return _live()
+    return _live(fresh=True)

@@ -1,0 +1,212 @@
+"""The processes a benchmark runs: a private Redis, the ECC simulator, the web and workers.
+
+Everything runs for real, as `daqflow up` would run it, on loopback and free ports,
+with a private instance folder (SQLite unless ``DAQFLOW_DATABASE_URL`` is set).
+The benchmark process itself reads the same database and Redis to time things.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def topology_text(n_servers: int, port: int, seconds: float, routers: bool = False) -> str:
+    """N single-source ECC servers behind one simulator port (the last drives the MuTAnT).
+
+    With ``routers``, each source has a data router on the local node and every stop
+    organizes their files and backs up the servers' configs, as in a real DAQ.
+    """
+    defaults = (f"[defaults]\ntransition_timeout = {max(60, 10 * seconds)}\n"
+                f"expected_seconds = {seconds}\n")
+    if routers:
+        defaults += 'config_dir = "ecc-configs"\nbackup_dir = "config-backups"\n'
+    lines = ['[experiment]\nname = "bench"\n',
+             '[[configs]]\nname = "cfg"\ndescribe = "cfg"\nprepare = "cfg"\nconfigure = "cfg"\n',
+             defaults, f"[simulator]\nseconds_per_source = {seconds}\n",
+             '[[nodes]]\nname = "localhost"\n']
+    for i in range(n_servers):
+        mutant = i == n_servers - 1
+        name, source = ("ecc-mutant", "Mutant[master]") if mutant else (f"ecc-{i:04d}", f"CoBo[{i}]")
+        lines.append(f'[[ecc_servers]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/{name}"\n'
+                     f'node = "localhost"\nsources = ["{source}"]\n')
+        if routers:
+            lines.append(f'[[data_routers]]\nname = "router-{i:04d}"\nnode = "localhost"\n'
+                         f'source = "{source}"\nip_address = "127.0.0.1"\nport = {46005 + i}\n'
+                         f'staging_dir = "staging/{i:04d}"\n')
+    return "\n".join(lines)
+
+
+class Process:
+    """A child process with its log file; stopped by its PID only."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds this process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process and its children (a prefork pool's processes)."""
+        pids = [self.pid] + _children(self.pid)
+        total = 0
+        for pid in pids:
+            try:
+                pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            except (OSError, IndexError):
+                continue
+            total += pages * os.sysconf("SC_PAGE_SIZE")
+        return total
+
+    def stop(self, grace: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in found]
+
+
+class Daq:
+    """A simulated DAQ of N ECC servers with Redis, web and (swappable) control workers."""
+
+    def __init__(self, redis_url: str, n_servers: int, seconds: float, routers: bool = False,
+                 keep: bool = False):
+        from pipelines.supervisor import free_port
+
+        self.n_servers, self.seconds, self.keep = n_servers, seconds, keep
+        self.dir = Path(tempfile.mkdtemp(prefix=f"daqflow-bench-{n_servers}-"))
+        self.instance = self.dir / "instance"
+        self.instance.mkdir()
+        self.redis_url = redis_url
+        self.redis().flushall()  # nothing of an earlier DAQ of this benchmark run
+        self.sim_port, self.web_port = free_port(), free_port()
+        self.topology = self.dir / "topology.toml"
+        self.topology.write_text(topology_text(n_servers, self.sim_port, seconds, routers))
+        self.env = dict(os.environ, DAQFLOW_INSTANCE=str(self.instance), REDIS_URL=redis_url,
+                        PYTHONUNBUFFERED="1", DAQFLOW_TOPOLOGY=str(self.topology))
+        # The benchmark process reads the same database (its engine follows the URL).
+        os.environ["DAQFLOW_INSTANCE"] = str(self.instance)
+        self.processes: dict[str, Process] = {}
+        import models
+        from pipelines import topology
+
+        models.create_all()
+        topology.load(topology.read(str(self.topology)))
+        self.start("simulator", ["-m", "pipelines.cli", "simulate", "--topology",
+                                 str(self.topology)], port=self.sim_port)
+        self.start("web", ["-m", "pipelines.cli", "web", "--port", str(self.web_port)],
+                   port=self.web_port)
+
+    @staticmethod
+    def app():
+        """daqflow's Celery app, configured from this process's environment."""
+        from pipelines.celery_app import app
+
+        return app
+
+    def redis(self):
+        """A client of the benchmark's Redis."""
+        import redis
+
+        return redis.Redis.from_url(self.redis_url)
+
+    def start(self, name: str, args: list[str], port: int | None = None,
+              env: dict | None = None) -> Process:
+        """Start ``python args...`` in the DAQ's environment; wait for its port if any."""
+        from pipelines.supervisor import wait_for_port
+
+        process = Process(name, [sys.executable, *args], dict(self.env, **(env or {})), self.dir)
+        self.processes[name] = process
+        if port:
+            wait_for_port(port, timeout=60)
+        return process
+
+    def start_worker(self, name: str, pool: str, concurrency: int,
+                     queues: str = "control") -> Process:
+        """A Celery worker; returns once it answers a ping."""
+        from pipelines.celery_app import app
+
+        process = self.start(name, ["-m", "celery", "-A", "pipelines.celery_app", "worker",
+                                    "--pool", pool, "--concurrency", str(concurrency),
+                                    "--queues", queues, "--hostname", f"{name}@%h",
+                                    "--loglevel", "WARNING", "--without-gossip",
+                                    "--without-mingle"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            replies = app.control.ping(timeout=0.5) or []
+            if any(name + "@" in host for reply in replies for host in reply):
+                return process
+            if process.proc.poll() is not None:
+                raise RuntimeError(f"worker {name} exited: {process.log_path.read_text()[-2000:]}")
+        raise TimeoutError(f"worker {name} did not answer in 60 s")
+
+    def stop_process(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is not None:
+            process.stop()
+
+    def sim(self, method: str, path: str, payload=None):
+        """Call the simulator's control endpoint."""
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.sim_port}{path}", data=data,
+                                         method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def api(self, method: str, path: str, payload=None) -> tuple[int, dict]:
+        """Call daqflow's JSON API on the web process."""
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", data=data,
+                                         method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop_process(name)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
+    """The benchmark run's own Redis; sets REDIS_URL for this process (read on first use)."""
+    from pipelines.supervisor import start_redis
+
+    process, url = start_redis(directory)
+    os.environ["REDIS_URL"] = url
+    for key in ("DAQFLOW_BROKER_URL", "DAQFLOW_RESULT_BACKEND", "DAQFLOW_DATABASE_URL"):
+        os.environ.pop(key, None)
+    return process, url

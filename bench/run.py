@@ -1,0 +1,441 @@
+"""daqflow's benchmarks: ``python -m bench.run`` prints a table and writes JSON.
+
+1. start-run wall time / floor, N simulated ECC servers, daqflow's thread-pool
+   control worker against the same canvas on a prefork worker with 10 processes
+2. progress read of a 256-source workflow: p50/p95 and Redis round trips per read,
+   against the usual way (restore the group, one GET per member)
+3. chord callback latency: last member's end to the callback's start (Celery events)
+4. polling load: 20 clients polling the run-control page every second during starts
+5. soak: start/stop cycles on 64 sources with data routers and config backups
+
+Everything is real (Redis, simulator over HTTP, web, Celery workers); the machine
+is shared, so each figure is a median of repetitions taken in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.harness import Daq, private_redis
+
+FINISHED = ("succeeded", "failed")
+
+
+def control_workers() -> int:
+    """As many control worker processes as `daqflow up` runs here: one per core, up to 4."""
+    import os
+
+    return min(os.cpu_count() or 1, 4)
+
+
+def start_control(daq: Daq, n: int) -> None:
+    """daqflow's control workers, as `daqflow up` runs them, with threads for N sources."""
+    workers = control_workers()
+    for i in range(1, workers + 1):
+        daq.start_worker(f"control{i}", "threads", max(256, -(-n // workers) + 8))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+# --- driving the DAQ ----------------------------------------------------------------
+
+def set_ready(daq: Daq) -> None:
+    """Every server READY and no run going: simulator and database, without a workflow."""
+    import models
+    from models import ECCServer, Run
+    from models.db import utcnow
+    from pipelines.ecc import EccState
+    from sqlmodel import update
+
+    daq.sim("POST", "/_sim/set", {"server": "*", "state": int(EccState.READY)})
+    with models.session() as s:
+        s.exec(update(ECCServer).values(state=int(EccState.READY), online=True))
+        s.exec(update(Run).where(Run.stopped_at == None).values(stopped_at=utcnow()))  # noqa: E711
+
+
+def wait_workflow(workflow_id: int, timeout: float) -> dict:
+    """Poll the database until the workflow has ended; its row as a dict."""
+    import models
+    from models import Workflow
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with models.session() as s:
+            workflow = s.get(Workflow, workflow_id)
+            if workflow.state in FINISHED:
+                return {"state": workflow.state, "error": workflow.error,
+                        "run_id": workflow.run_id}
+        time.sleep(0.02)
+    raise TimeoutError(f"workflow {workflow_id} did not end within {timeout:g} s")
+
+
+def launch(daq: Daq, path: str, timeout: float) -> tuple[int, dict, float]:
+    """POST an API action and wait for its workflow; (id, outcome, time of the call)."""
+    called = time.time()
+    status, body = daq.api("POST", path, {"title": "bench"} if path.endswith("start") else None)
+    if status != 202:
+        raise RuntimeError(f"{path} answered {status}: {body}")
+    outcome = wait_workflow(body["workflow_id"], timeout)
+    if outcome["state"] != "succeeded":
+        raise RuntimeError(f"workflow {body['workflow_id']} {outcome['state']}: {outcome['error']}")
+    return body["workflow_id"], outcome, called
+
+
+def timed_start(daq: Daq, timeout: float) -> tuple[int, float]:
+    """Start a run from READY: (workflow id, seconds from the API call to the run recorded)."""
+    import models
+    from models import Run
+
+    set_ready(daq)
+    workflow_id, outcome, called = launch(daq, "/api/runs/start", timeout)
+    with models.session() as s:
+        started_at = s.get(Run, outcome["run_id"]).started_at
+    return workflow_id, started_at.timestamp() - called
+
+
+# --- Celery events: chord callback latency ------------------------------------------
+
+class TaskEvents:
+    """Captures the workers' task-started events, in a thread."""
+
+    def __init__(self):
+        from pipelines.celery_app import app
+
+        self.app, self.tasks = app, {}
+        self.receiver = None
+        self.thread = threading.Thread(target=self._capture, daemon=True)
+        self.thread.start()
+
+    def _on_event(self, event: dict) -> None:
+        entry = self.tasks.setdefault(event["uuid"], {})
+        if event["type"] == "task-started":
+            entry["started"] = event["timestamp"]
+
+    def _capture(self) -> None:
+        with self.app.connection() as connection:
+            self.receiver = self.app.events.Receiver(connection, handlers={
+                "task-started": self._on_event})
+            self.receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def callback_latencies(self, workflow_id: int) -> list[float]:
+        """Per stage: the callback's start minus the last member's recorded success."""
+        import models
+        from models import Stage, Step
+        from sqlmodel import func, select
+
+        with models.session() as s:
+            stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
+            last_success = {st.id: s.exec(select(func.max(Step.finished_at))
+                                          .where(Step.stage_id == st.id)).one()
+                            for st in stages}
+        latencies = []
+        for stage in stages:
+            started = self.tasks.get(stage.callback_task_id, {}).get("started")
+            if last_success[stage.id] is not None and started is not None:
+                latencies.append(started - last_success[stage.id].timestamp())
+        return latencies
+
+    def stop(self) -> None:
+        if self.receiver is not None:
+            self.receiver.should_stop = True
+
+
+# --- the measurements ---------------------------------------------------------------
+
+def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
+                   baseline_reps: int, events_out: list) -> list[dict]:
+    """(1) and (3): start-run wall time per N, thread pool vs prefork 10."""
+    rows = []
+    for n in sizes:
+        daq = Daq(redis_url, n, seconds)
+        try:
+            floor = 2 * seconds  # CoBos in parallel, then the MuTAnT: two transitions
+            row = {"sources": n, "seconds_per_transition": seconds, "floor_seconds": floor}
+            start_control(daq, n)
+            walls = [timed_start(daq, timeout=60 + 2 * n * seconds)[1] for _ in range(reps)]
+            # Callback latency from Celery's task events, switched on only now: they cost
+            # three messages per step, which the timed starts above did not pay.
+            events = TaskEvents()
+            daq.app().control.enable_events()
+            for _ in range(2):
+                workflow_id, _wall = timed_start(daq, timeout=60 + 2 * n * seconds)
+                time.sleep(0.5)  # the last events still on their way
+                events_out.extend(events.callback_latencies(workflow_id))
+            events.stop()
+            for name in [name for name in daq.processes if name.startswith("control")]:
+                daq.stop_process(name)
+            row["threads"] = {"processes": control_workers(), "walls": walls,
+                              "median": statistics.median(walls),
+                              "ratio": statistics.median(walls) / floor}
+            daq.start_worker("prefork10", "prefork", 10)
+            walls = [timed_start(daq, timeout=120 + 2 * n * seconds)[1]
+                     for _ in range(baseline_reps)]
+            daq.stop_process("prefork10")
+            row["prefork10"] = {"processes": 10, "walls": walls,
+                                "median": statistics.median(walls),
+                                "ratio": statistics.median(walls) / floor}
+            row["speedup"] = row["prefork10"]["median"] / row["threads"]["median"]
+            print(f"  N={n:5d}: threads {row['threads']['median']:.2f} s "
+                  f"({row['threads']['ratio']:.2f} x floor), prefork10 "
+                  f"{row['prefork10']['median']:.2f} s ({row['prefork10']['ratio']:.2f} x floor)",
+                  flush=True)
+            rows.append(row)
+        finally:
+            daq.close()
+    return rows
+
+
+class RoundTrips:
+    """Counts Redis round trips (commands or pipelines sent) made by this process."""
+
+    def __init__(self):
+        from redis.connection import Connection
+
+        self.count, self._original = 0, Connection.send_packed_command
+        counter = self
+
+        def counted(connection, command, check_health=True):
+            counter.count += 1
+            return counter._original(connection, command, check_health)
+
+        Connection.send_packed_command = counted
+
+    def close(self) -> None:
+        from redis.connection import Connection
+
+        Connection.send_packed_command = self._original
+
+
+def measure_progress_reads(redis_url: str, n: int, seconds: float, reads: int) -> dict:
+    """(2): daqflow's progress read against the usual GroupResult way, same workflow."""
+    import models
+    from models import Stage, Step
+    from pipelines import progress
+    from pipelines.celery_app import app
+    from sqlmodel import select
+
+    daq = Daq(redis_url, n, seconds)
+    try:
+        start_control(daq, n)
+        workflow_id, _ = timed_start(daq, timeout=120)
+        progress.read(workflow_id)  # connections open before timing
+
+        def usual_way():
+            with models.session() as s:
+                stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
+                ids = {st.group_id: [step.task_id for step in s.exec(
+                    select(Step).where(Step.stage_id == st.id)).all()] for st in stages}
+            states = []
+            for group_id, task_ids in ids.items():
+                group = app.GroupResult.restore(group_id, app=app) or app.GroupResult(
+                    group_id, [app.AsyncResult(tid) for tid in task_ids])
+                states += [result.state for result in group.results]
+            return states
+
+        figures = {}
+        for name, read in (("daqflow", lambda: progress.read(workflow_id)),
+                           ("group_result", usual_way)):
+            counter, times = RoundTrips(), []
+            try:
+                for _ in range(reads):
+                    began = time.perf_counter()
+                    read()
+                    times.append(time.perf_counter() - began)
+            finally:
+                counter.close()
+            figures[name] = {"p50_ms": 1000 * percentile(times, 0.5),
+                             "p95_ms": 1000 * percentile(times, 0.95),
+                             "redis_round_trips": counter.count / reads}
+        http_times = []
+        for _ in range(min(reads, 100)):
+            began = time.perf_counter()
+            status, _body = daq.api("GET", f"/api/workflows/{workflow_id}")
+            http_times.append(time.perf_counter() - began)
+        figures["daqflow_http"] = {"p50_ms": 1000 * percentile(http_times, 0.5),
+                                   "p95_ms": 1000 * percentile(http_times, 0.95)}
+        figures["sources"] = n
+        print(f"  progress read, N={n}: daqflow p50 {figures['daqflow']['p50_ms']:.1f} ms, "
+              f"{figures['daqflow']['redis_round_trips']:.0f} round trip(s); group result p50 "
+              f"{figures['group_result']['p50_ms']:.1f} ms, "
+              f"{figures['group_result']['redis_round_trips']:.0f} round trips", flush=True)
+        return figures
+    finally:
+        daq.close()
+
+
+def measure_polling(redis_url: str, n: int, seconds: float, reps: int, clients: int) -> dict:
+    """(4): web CPU per minute with ``clients`` polling /live every second, and the start ratio."""
+    daq = Daq(redis_url, n, seconds)
+    try:
+        start_control(daq, n)
+        web = daq.processes["web"]
+        floor = 2 * seconds
+
+        def window(polled: bool) -> dict:
+            stop = threading.Event()
+
+            def poll():
+                url = f"http://127.0.0.1:{daq.web_port}/live"
+                while not stop.is_set():
+                    began = time.monotonic()
+                    with urllib.request.urlopen(url, timeout=30) as response:
+                        response.read()
+                    stop.wait(max(0.0, 1.0 - (time.monotonic() - began)))
+
+            pollers = [threading.Thread(target=poll, daemon=True)
+                       for _ in range(clients if polled else 0)]
+            cpu0, t0 = web.cpu_seconds(), time.monotonic()
+            for thread in pollers:
+                thread.start()
+            walls = [timed_start(daq, timeout=120)[1] for _ in range(reps)]
+            stop.set()
+            for thread in pollers:
+                thread.join()
+            cpu, elapsed = web.cpu_seconds() - cpu0, time.monotonic() - t0
+            return {"walls": walls, "ratio": statistics.median(walls) / floor,
+                    "web_cpu_seconds_per_minute": 60 * cpu / elapsed, "window_seconds": elapsed}
+
+        figures = {"sources": n, "clients": clients, "quiet": window(False),
+                   "polled": window(True)}
+        print(f"  polling: web {figures['polled']['web_cpu_seconds_per_minute']:.1f} CPU s/min "
+              f"polled ({figures['quiet']['web_cpu_seconds_per_minute']:.1f} quiet); start ratio "
+              f"{figures['polled']['ratio']:.2f} polled, {figures['quiet']['ratio']:.2f} quiet",
+              flush=True)
+        return figures
+    finally:
+        daq.close()
+
+
+def measure_soak(redis_url: str, n: int, seconds: float, cycles: int) -> dict:
+    """(5): start/stop cycles with routers and backups: successes, Redis keys, memory."""
+    daq = Daq(redis_url, n, seconds, routers=True)
+    try:
+        start_control(daq, n)
+        control = [p for name, p in daq.processes.items() if name.startswith("control")]
+        files = daq.start_worker("files", "threads", 8, queues="files")
+        web, redis = daq.processes["web"], daq.redis()
+        set_ready(daq)
+        samples, failures = [], []
+        began = time.monotonic()
+        for cycle in range(cycles):
+            for path in ("/api/runs/start", "/api/runs/stop"):
+                try:
+                    launch(daq, path, timeout=120)
+                except RuntimeError as exc:
+                    failures.append(f"cycle {cycle} {path}: {exc}")
+                    set_ready(daq)
+            if cycle in (0, cycles - 1) or cycle % 20 == 19:
+                samples.append({"cycle": cycle + 1, "redis_keys": redis.dbsize(),
+                                "control_rss_mb": sum(p.rss_bytes() for p in control) / 2**20,
+                                "files_rss_mb": files.rss_bytes() / 2**20,
+                                "web_rss_mb": web.rss_bytes() / 2**20})
+                print(f"  soak cycle {cycle + 1}: {samples[-1]}", flush=True)
+        return {"sources": n, "seconds_per_transition": seconds, "cycles": cycles,
+                "failures": failures, "samples": samples,
+                "minutes": (time.monotonic() - began) / 60}
+    finally:
+        daq.close()
+
+
+# --- the report ---------------------------------------------------------------------
+
+def table(results: dict) -> str:
+    """The figures as a Markdown table (pasted into the README's Performance section)."""
+    out = ["| N sources | floor (s) | daqflow (s) | daqflow / floor | prefork 10 (s) | "
+           "prefork 10 / floor | speed-up |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in results.get("start", []):
+        out.append(f"| {row['sources']} | {row['floor_seconds']:.1f} | "
+                   f"{row['threads']['median']:.2f} | {row['threads']['ratio']:.2f} | "
+                   f"{row['prefork10']['median']:.2f} | {row['prefork10']['ratio']:.2f} | "
+                   f"{row['speedup']:.1f}x |")
+    if "progress" in results:
+        p = results["progress"]
+        out += ["", f"| progress read, {p['sources']} sources | p50 (ms) | p95 (ms) | "
+                "Redis round trips |", "|---|---:|---:|---:|"]
+        for name, label in (("daqflow", "daqflow (1 SQL query + 1 MGET)"),
+                            ("group_result", "GroupResult, one GET per member")):
+            f = p[name]
+            out.append(f"| {label} | {f['p50_ms']:.1f} | {f['p95_ms']:.1f} | "
+                       f"{f['redis_round_trips']:.0f} |")
+        out.append(f"| daqflow over HTTP (`GET /api/workflows/<id>`) | "
+                   f"{p['daqflow_http']['p50_ms']:.1f} | {p['daqflow_http']['p95_ms']:.1f} | |")
+    if results.get("callback_latency_ms"):
+        c = results["callback_latency_ms"]
+        out += ["", f"Chord callback latency ({c['count']} stages): median {c['median']:.1f} ms,"
+                f" p95 {c['p95']:.1f} ms"]
+    if "polling" in results:
+        p = results["polling"]
+        out += ["", f"Polling ({p['clients']} clients, {p['sources']} sources): web "
+                f"{p['polled']['web_cpu_seconds_per_minute']:.1f} CPU s/min (quiet "
+                f"{p['quiet']['web_cpu_seconds_per_minute']:.1f}); start ratio "
+                f"{p['polled']['ratio']:.2f} polled, {p['quiet']['ratio']:.2f} quiet"]
+    if "soak" in results:
+        s = results["soak"]
+        first, last = s["samples"][0], s["samples"][-1]
+        out += ["", f"Soak: {s['cycles']} start/stop cycles on {s['sources']} sources in "
+                f"{s['minutes']:.1f} min, {len(s['failures'])} failed; Redis keys "
+                f"{first['redis_keys']} -> {last['redis_keys']}; RSS (MB) control "
+                f"{first['control_rss_mb']:.0f} -> {last['control_rss_mb']:.0f}, files "
+                f"{first['files_rss_mb']:.0f} -> {last['files_rss_mb']:.0f}, web "
+                f"{first['web_rss_mb']:.0f} -> {last['web_rss_mb']:.0f}"]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256, 1024])
+    parser.add_argument("--reps", type=int, default=5, help="daqflow starts per size")
+    parser.add_argument("--baseline-reps", type=int, default=3, help="prefork starts per size")
+    parser.add_argument("--seconds", type=float, default=1.0, help="transition time T")
+    parser.add_argument("--reads", type=int, default=200, help="progress reads per way")
+    parser.add_argument("--soak-cycles", type=int, default=200)
+    parser.add_argument("--soak-seconds", type=float, default=0.2)
+    parser.add_argument("--only", nargs="+", default=["start", "progress", "polling", "soak"],
+                        choices=["start", "progress", "polling", "soak"])
+    parser.add_argument("--out", default="bench/results.json")
+    args = parser.parse_args(argv)
+
+    work = Path(__import__("tempfile").mkdtemp(prefix="daqflow-bench-redis-"))
+    redis_proc, redis_url = private_redis(work)
+    results: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "argv": sys.argv[1:]}
+    latencies: list[float] = []
+    try:
+        if "start" in args.only:
+            print("start-run wall time", flush=True)
+            results["start"] = measure_starts(redis_url, args.sizes, args.reps, args.seconds,
+                                              args.baseline_reps, latencies)
+            if latencies:
+                ms = [1000 * x for x in latencies]
+                results["callback_latency_ms"] = {"count": len(ms),
+                                                  "median": statistics.median(ms),
+                                                  "p95": percentile(ms, 0.95)}
+        if "progress" in args.only:
+            results["progress"] = measure_progress_reads(redis_url, 256, args.seconds, args.reads)
+        if "polling" in args.only:
+            results["polling"] = measure_polling(redis_url, 256, args.seconds, args.reps, 20)
+        if "soak" in args.only:
+            results["soak"] = measure_soak(redis_url, 64, args.soak_seconds, args.soak_cycles)
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(10)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(table(results))
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
