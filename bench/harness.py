@@ -60,9 +60,8 @@ class Process:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds this process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds this process (and its children) used so far."""
+        return sum(proc_cpu_seconds(pid) for pid in [self.pid] + _children(self.pid))
 
     def rss_bytes(self) -> int:
         """Resident memory of the process and its children (a prefork pool's processes)."""
@@ -85,6 +84,21 @@ class Process:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_pids(url: str) -> list[int]:
+    import redis
+
+    return [int(redis.Redis.from_url(url).info("server")["process_id"])]
 
 
 def _children(pid: int) -> list[int]:
@@ -168,6 +182,12 @@ class Daq:
             if process.proc.poll() is not None:
                 raise RuntimeError(f"worker {name} exited: {process.log_path.read_text()[-2000:]}")
         raise TimeoutError(f"worker {name} did not answer in 60 s")
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each running process, and by Redis."""
+        used = {name: process.cpu_seconds() for name, process in self.processes.items()}
+        used["redis"] = sum(proc_cpu_seconds(pid) for pid in _redis_pids(self.redis_url))
+        return used
 
     def stop_process(self, name: str) -> None:
         process = self.processes.pop(name, None)

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import signal
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -163,7 +166,12 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             floor = 2 * seconds  # CoBos in parallel, then the MuTAnT: two transitions
             row = {"sources": n, "seconds_per_transition": seconds, "floor_seconds": floor}
             start_control(daq, n)
+            cpu_before = daq.cpu_seconds()
             walls = [timed_start(daq, timeout=60 + 2 * n * seconds)[1] for _ in range(reps)]
+            # Where the time goes: CPU milliseconds per source, per process.
+            row["cpu_ms_per_source"] = {
+                name: round(1000 * (used - cpu_before.get(name, 0.0)) / (reps * n), 2)
+                for name, used in daq.cpu_seconds().items()}
             # Callback latency from Celery's task events, switched on only now: they cost
             # three messages per step, which the timed starts above did not pay.
             events = TaskEvents()
@@ -370,6 +378,14 @@ def table(results: dict) -> str:
                        f"{f['redis_round_trips']:.0f} |")
         out.append(f"| daqflow over HTTP (`GET /api/workflows/<id>`) | "
                    f"{p['daqflow_http']['p50_ms']:.1f} | {p['daqflow_http']['p95_ms']:.1f} | |")
+    rows = results.get("start", [])
+    if rows and "cpu_ms_per_source" in rows[0]:
+        names = sorted({name for row in rows for name in row["cpu_ms_per_source"]})
+        out += ["", "| CPU ms per source during daqflow's starts | " + " | ".join(names) + " |",
+                "|---:|" + "---:|" * len(names)]
+        for row in rows:
+            out.append(f"| N = {row['sources']} | " + " | ".join(
+                f"{row['cpu_ms_per_source'].get(name, 0):.1f}" for name in names) + " |")
     if results.get("callback_latency_ms"):
         c = results["callback_latency_ms"]
         out += ["", f"Chord callback latency ({c['count']} stages): median {c['median']:.1f} ms,"
@@ -405,8 +421,10 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["start", "progress", "polling", "soak"])
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args(argv)
+    # A benchmark stopped with kill still stops every process it started (finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    work = Path(__import__("tempfile").mkdtemp(prefix="daqflow-bench-redis-"))
+    work = Path(tempfile.mkdtemp(prefix="daqflow-bench-redis-"))
     redis_proc, redis_url = private_redis(work)
     results: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "argv": sys.argv[1:]}
@@ -430,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         redis_proc.terminate()
         redis_proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(table(results))

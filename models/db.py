@@ -16,7 +16,7 @@ from typing import Iterator
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 _engine: Engine | None = None
 _engine_url: str | None = None
@@ -109,11 +109,10 @@ def reset_engine() -> None:
 
 
 def create_all() -> None:
-    """Create every table that does not exist yet."""
-    import models.daq  # noqa: F401  (register the tables)
-    import models.workflow  # noqa: F401
+    """Make sure the database has daqflow's tables (see ``models.migrate.prepare``)."""
+    from models import migrate
 
-    SQLModel.metadata.create_all(get_engine())
+    migrate.prepare()
 
 
 @contextmanager

@@ -17,9 +17,42 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-@click.group()
+class _Main(click.Group):
+    def invoke(self, ctx):
+        from models.migrate import SchemaOutOfDate
+
+        try:
+            return super().invoke(ctx)
+        except SchemaOutOfDate as exc:  # an operator's job, not a traceback
+            _fail(str(exc), code=5)
+
+
+@click.group(cls=_Main)
 def main():
     """Run control for a GET-electronics DAQ."""
+
+
+@main.group()
+def db():
+    """The database's schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Apply the migrations this daqflow brings (back the database up first)."""
+    from models import migrate
+
+    before = migrate.current()
+    migrate.upgrade()
+    click.echo(f"database schema: {before or 'empty'} -> {migrate.current()}")
+
+
+@db.command("current")
+def db_current():
+    """The schema revision of the database, and the one this daqflow needs."""
+    from models import migrate
+
+    click.echo(f"database: {migrate.current() or 'empty'}; this daqflow: {migrate.head()}")
 
 
 # --- topology and simulator ---------------------------------------------------------
@@ -89,7 +122,6 @@ def web(host, port):
               help="Control worker processes (each a thread pool) on this host.")
 def up(demo, path, port, flower, control_workers):
     """Start everything the Procfile lists (Ctrl-C stops it all)."""
-    import models
     from models.db import instance_dir
     from pipelines import settings, supervisor, topology as topo
 
@@ -97,7 +129,9 @@ def up(demo, path, port, flower, control_workers):
     instance = instance_dir()
     env["DAQFLOW_INSTANCE"] = str(instance)
     path = path or (str(DEMO_TOPOLOGY) if demo else os.environ.get("DAQFLOW_TOPOLOGY"))
-    models.create_all()
+    from models import migrate
+
+    migrate.prepare(auto_upgrade=demo)  # a real lab upgrades deliberately
     if path:
         try:
             topo.load(topo.read(path))
