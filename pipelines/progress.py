@@ -164,7 +164,9 @@ def status() -> dict:
     """The DAQ at a glance: experiment, current run, overall state, sources, active workflow."""
     with session() as s:
         experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
-        servers = s.exec(select(ECCServer).order_by(ECCServer.name)).all()
+        server_rows = s.exec(select(ECCServer, DaqNode)
+                             .join(DaqNode, ECCServer.node_id == DaqNode.id, isouter=True)
+                             .order_by(ECCServer.name)).all()
         sources = s.exec(select(DataSource).order_by(DataSource.name)).all()
         run = current_run(s)
         active = s.exec(select(Workflow).where(Workflow.state.in_(ACTIVE_STATES))
@@ -173,7 +175,7 @@ def status() -> dict:
         routers = s.exec(select(DataRouter, DaqNode)
                          .join(DaqNode, DataRouter.node_id == DaqNode.id, isouter=True)
                          .order_by(DataRouter.name)).all()
-        node_names = {node.id: node.name for node in s.exec(select(DaqNode)).all()}
+    servers = [srv for srv, _ in server_rows]
     by_id = {srv.id: srv for srv in servers}
     now = utcnow()
     return {
@@ -189,10 +191,10 @@ def status() -> dict:
         "last_workflow": last.id if last else None,
         "servers": [{"name": srv.name, "url": srv.url, "state": state_name(srv.state),
                      "online": srv.online, "last_seen_at": _iso(srv.last_seen_at),
-                     "error": srv.last_error, "node": node_names.get(srv.node_id),
+                     "error": srv.last_error, "node": node.name if node else None,
                      "process_running": srv.process_running,
                      "process_checked_at": _iso(srv.process_checked_at),
-                     "process_error": srv.process_error} for srv in servers],
+                     "process_error": srv.process_error} for srv, node in server_rows],
         "sources": [{"name": src.name, "ecc_server": by_id[src.ecc_server_id].name,
                      "state": state_name(by_id[src.ecc_server_id].state),
                      "online": by_id[src.ecc_server_id].online,

@@ -35,8 +35,10 @@ LOCAL = (None, "localhost", "127.0.0.1")
 class Placeholder:
     """A process named like a DAQ program (a symlink to ``sleep``), for process checks."""
 
-    def __init__(self, name: str, wanted: bool):
-        self.name, self.wanted = name, wanted
+    def __init__(self, name: str, needed: bool):
+        # needed: this simulator plays such a program (a local router or ECC server);
+        # wanted: it should run now (a test may have stopped it).
+        self.name, self.needed, self.wanted = name, needed, needed
         self.process: subprocess.Popen | None = None
 
     def ensure(self) -> None:
@@ -82,10 +84,10 @@ class SimulatedRouters:
         staging = staging_dirs(topology)
         self.routers = [SimulatedRouter(r.name, server_of[r.source], Path(staging[r.name]))
                         for r in topology.data_routers if nodes[r.node].host in LOCAL]
-        self.local_servers = [srv.name for srv in topology.ecc_servers
-                              if srv.node in nodes and nodes[srv.node].host in LOCAL]
+        local_servers = [srv for srv in topology.ecc_servers
+                         if srv.node in nodes and nodes[srv.node].host in LOCAL]
         self.processes = {ROUTER_PROCESS: Placeholder(ROUTER_PROCESS, bool(self.routers)),
-                          ECC_PROCESS: Placeholder(ECC_PROCESS, bool(self.local_servers))}
+                          ECC_PROCESS: Placeholder(ECC_PROCESS, bool(local_servers))}
         self._stop = threading.Event()
         self._write_configs(topology, nodes)
 
@@ -114,7 +116,7 @@ class SimulatedRouters:
         """Stop a placeholder process (the program died), or have it (back) up."""
         process = self.processes[name]
         if running:
-            process.wanted = True  # the writer thread starts it
+            process.wanted = process.needed  # the writer thread starts it
         else:
             process.stop()
 
@@ -129,8 +131,8 @@ class SimulatedRouters:
             server = self.sim.servers[router.server]
             with server.lock:
                 router.run_stamp, router.written = None, 0
-        self.processes[ROUTER_PROCESS].wanted = bool(self.routers)
-        self.processes[ECC_PROCESS].wanted = bool(self.local_servers)
+        for process in self.processes.values():
+            process.wanted = process.needed
 
     def _loop(self) -> None:
         while not self._stop.wait(0.1):

@@ -111,21 +111,24 @@ def check_all() -> list[RouterStatus]:
     return check_nodes()[0]
 
 
+def _by_name(s, table) -> dict:
+    return {row.name: row for row in s.exec(select(table)).all()}
+
+
 def _record(router_statuses: list[RouterStatus], ecc_statuses: list[EccProcessStatus]) -> None:
+    # A name missing from the tables was removed from the topology during the check.
     now = utcnow()
     with session() as s:
-        for table, statuses, values in (
-                (DataRouter, router_statuses, lambda st: dict(
-                    online=st.online, graw_files=st.graw_files, last_error=st.error,
-                    checked_at=now)),
-                (ECCServer, ecc_statuses, lambda st: dict(
-                    process_running=st.running, process_error=st.error,
-                    process_checked_at=now))):
-            rows = {row.name: row for row in s.exec(select(table)).all()}
-            for status in statuses:
-                row = rows.get(status.name)  # None: removed from the topology meanwhile
-                for key, value in (values(status).items() if row is not None else ()):
-                    setattr(row, key, value)
+        routers = _by_name(s, DataRouter)
+        for status in router_statuses:
+            if (router := routers.get(status.name)) is not None:
+                router.online, router.graw_files = status.online, status.graw_files
+                router.last_error, router.checked_at = status.error, now
+        servers = _by_name(s, ECCServer)
+        for status in ecc_statuses:
+            if (server := servers.get(status.name)) is not None:
+                server.process_running, server.process_error = status.running, status.error
+                server.process_checked_at = now
 
 
 def problems() -> list[str]:
