@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -126,15 +127,21 @@ class Daq:
         self.topology = self.dir / "topology.toml"
         self.topology.write_text(topology_text(n_servers, self.sim_port, seconds, routers))
         self.env = dict(os.environ, DAQFLOW_INSTANCE=str(self.instance), REDIS_URL=redis_url,
-                        PYTHONUNBUFFERED="1", DAQFLOW_TOPOLOGY=str(self.topology))
+                        PYTHONUNBUFFERED="1", DAQFLOW_TOPOLOGY=str(self.topology),
+                        DAQFLOW_SECRET_KEY=secrets.token_hex(32))
         # The benchmark process reads the same database (its engine follows the URL).
         os.environ["DAQFLOW_INSTANCE"] = str(self.instance)
         self.processes: dict[str, Process] = {}
         import models
         from pipelines import topology
 
+        from pipelines import accounts
+
         models.create_all()
         topology.load(topology.read(str(self.topology)))
+        # The benchmark acts as a script does: an operator's API token.
+        accounts.add("bench", secrets.token_hex(16), role="operator")
+        self.headers = {"Authorization": f"Bearer {accounts.issue_token('bench')}"}
         self.start("simulator", ["-m", "pipelines.cli", "simulate", "--topology",
                                  str(self.topology)], port=self.sim_port)
         self.start("web", ["-m", "pipelines.cli", "web", "--port", str(self.web_port)],
@@ -207,7 +214,8 @@ class Daq:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", data=data,
                                          method=method,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  **self.headers})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())

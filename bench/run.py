@@ -297,7 +297,8 @@ def measure_polling(redis_url: str, n: int, seconds: float, reps: int, clients: 
                 url = f"http://127.0.0.1:{daq.web_port}/live"
                 while not stop.is_set():
                     began = time.monotonic()
-                    with urllib.request.urlopen(url, timeout=30) as response:
+                    request = urllib.request.Request(url, headers=daq.headers)
+                    with urllib.request.urlopen(request, timeout=30) as response:
                         response.read()
                     stop.wait(max(0.0, 1.0 - (time.monotonic() - began)))
 

@@ -1,4 +1,5 @@
 """daqflow's database: SQLModel tables and the session that reaches them."""
+from models.access import ROLES, Account, AuditEntry  # noqa: F401
 from models.daq import (  # noqa: F401
     Config,
     DaqNode,

@@ -89,9 +89,13 @@ def get_engine() -> Engine:
                 )
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
-                # A control worker runs many threads; give each a connection.
+                # Hundreds of worker threads share a few connections (sessions are short):
+                # the server's max_connections (100 by default) is for every process of
+                # every host. A thread waits up to a minute for one rather than failing.
+                size = int(os.environ.get("DAQFLOW_DB_POOL_SIZE", "5"))
                 engine = create_engine(
-                    url, pool_size=20, max_overflow=200, pool_pre_ping=True
+                    url, pool_size=size, max_overflow=2 * size, pool_timeout=60,
+                    pool_pre_ping=True
                 )
             if _engine is not None:
                 _engine.dispose()

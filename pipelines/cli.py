@@ -103,12 +103,62 @@ def simulate(path, control_port, seconds_per_source):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def web(host, port):
-    """Serve the web interface."""
+    """Serve the web interface (needs DAQFLOW_SECRET_KEY)."""
     from werkzeug.serving import run_simple
 
-    from webui import create_app
+    from webui import MissingSecretKey, create_app
 
-    run_simple(host, port, create_app(), threaded=True, use_reloader=False)
+    try:
+        app = create_app()
+    except MissingSecretKey as exc:
+        _fail(str(exc))
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+# --- accounts -----------------------------------------------------------------------
+
+@main.group()
+def user():
+    """Accounts: operators start, stop, transition and replay; viewers look."""
+
+
+def _read_password(confirm: bool = True) -> str:
+    if sys.stdin.isatty():
+        return click.prompt("password", hide_input=True, confirmation_prompt=confirm)
+    return sys.stdin.readline().rstrip("\n")  # a script pipes it in
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["operator", "viewer"]), default="viewer",
+              show_default=True)
+@click.option("--replace", is_flag=True, help="Set an existing account's password and role.")
+def user_add(name, role, replace):
+    """Create an account; the password comes from a prompt, or from stdin's first line."""
+    import models
+    from pipelines import accounts
+
+    models.create_all()
+    try:
+        accounts.add(name, _read_password(), role=role, replace=replace)
+    except accounts.AccountError as exc:
+        _fail(str(exc))
+    click.echo(f"account {name} ({role}) {'updated' if replace else 'created'}")
+
+
+@user.command("token")
+@click.argument("name")
+def user_token(name):
+    """Print a new API token for NAME (the previous one stops working)."""
+    import models
+    from pipelines import accounts
+
+    models.create_all()
+    try:
+        click.echo(accounts.issue_token(name))
+    except accounts.AccountError as exc:
+        _fail(str(exc))
+    click.echo("send it as 'Authorization: Bearer <token>'; it is not shown again", err=True)
 
 
 @main.command()
@@ -132,6 +182,14 @@ def up(demo, path, port, flower, control_workers):
     from models import migrate
 
     migrate.prepare(auto_upgrade=demo)  # a real lab upgrades deliberately
+    if demo:
+        env["DAQFLOW_SECRET_KEY"] = _demo_secret_key(instance)
+        password = _demo_operator()
+        click.echo(f"demo operator: name 'operator', password '{password}' "
+                   "(a new one at every start)")
+    elif len(os.environ.get("DAQFLOW_SECRET_KEY", "")) < 32:
+        _fail("DAQFLOW_SECRET_KEY must be set to at least 32 random characters (it signs "
+              "the login cookies): python3 -c 'import secrets; print(secrets.token_hex(32))'")
     if path:
         try:
             topo.load(topo.read(path))
@@ -158,6 +216,30 @@ def up(demo, path, port, flower, control_workers):
             supervisor.stop_all([redis_process])
             settings.redis_url_file().unlink(missing_ok=True)
     sys.exit(code)
+
+
+def _demo_secret_key(instance: Path) -> str:
+    """The demo's own secret key, kept in the instance folder so logins survive a restart."""
+    import secrets
+
+    if os.environ.get("DAQFLOW_SECRET_KEY"):
+        return os.environ["DAQFLOW_SECRET_KEY"]
+    path = instance / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _demo_operator() -> str:
+    """(Re)create the demo's operator account with a fresh password; returns it."""
+    import secrets
+
+    from pipelines import accounts
+
+    password = secrets.token_urlsafe(9)
+    accounts.add("operator", password, role="operator", replace=True)
+    return password
 
 
 # --- run control --------------------------------------------------------------------

@@ -14,11 +14,11 @@ from sqlmodel import select
 
 from models import Stage, Step, StepState, Workflow, WorkflowState, session
 from models.workflow import ACTIVE_STATES
-from pipelines import lock, records
+from pipelines import accounts, lock, records
 from pipelines.workflows import NotFound, Refused, dispatch, take_lock
 
 
-def _plan_replay(s, workflow_id: int, token: str) -> dict:
+def _plan_replay(s, workflow_id: int, token: str, actor: str | None) -> dict:
     workflow = s.get(Workflow, workflow_id)
     if workflow is None:
         raise NotFound(f"no workflow {workflow_id}")
@@ -50,20 +50,21 @@ def _plan_replay(s, workflow_id: int, token: str) -> dict:
         stage.group_id, stage.callback_task_id = str(uuid4()), str(uuid4())
     workflow.state, workflow.error, workflow.finished_at = WorkflowState.PENDING.value, None, None
     workflow.callback_task_id, workflow.lock_token = str(uuid4()), token
+    accounts.record(s, actor, "replay", workflow_id, steps=sorted(redone))
     return {"workflow_id": workflow_id, "replayed_steps": sorted(redone),
             "stages": [st.name for st in remaining]}
 
 
-def replay(workflow_id: int) -> dict:
+def replay(workflow_id: int, actor: str | None = None) -> dict:
     """Replay a failed workflow's failed (or lost) steps and what follows them.
 
     Refused while it is active, when nothing failed, or while another workflow
-    is active. Returns what is replayed.
+    is active. ``actor`` goes in the audit. Returns what is replayed.
     """
     token = take_lock()
     try:
         with session() as s:
-            planned = _plan_replay(s, workflow_id, token)
+            planned = _plan_replay(s, workflow_id, token, actor)
     except BaseException:
         lock.release(token)
         raise

@@ -20,19 +20,23 @@ class RunControlRedisBackend(RedisBackend):
         return result
 
 
-def forget(task_ids: list[str]) -> int:
+def forget(task_ids: list[str], group_ids: list[str] = ()) -> int:
     """Delete the results of ended steps and callbacks (the database keeps the record).
 
     Without this every workflow would leave hundreds of keys in Redis until
     ``result_expires``; a soak of start/stop cycles would grow Redis without bound.
-    Returns how many keys went; a Redis that is away only leaves them to expire.
+    ``group_ids`` are ended stages' groups: each leaves the chord's "done" marker
+    (``celery-taskset-meta-<group>.c``, 300 s). Returns how many keys went; a Redis
+    that is away only leaves them to expire.
     """
     from pipelines.celery_app import app
 
-    if not task_ids:
-        return 0
     backend = app.backend
+    keys = [backend.get_key_for_task(tid) for tid in task_ids]
+    keys += [backend.get_key_for_group(gid, ".c") for gid in group_ids]
+    if not keys:
+        return 0
     try:
-        return backend.client.unlink(*[backend.get_key_for_task(tid) for tid in task_ids])
+        return backend.client.unlink(*keys)
     except (RedisError, OSError):
         return 0

@@ -6,6 +6,7 @@ anything is sent; a refused request writes nothing.
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass, field
 from uuid import uuid4
 
@@ -28,7 +29,7 @@ from models import (
     session,
 )
 from models.workflow import ACTIVE_STATES
-from pipelines import canvases, lock, records, results, routers
+from pipelines import accounts, canvases, lock, records, results, routers
 from pipelines.ecc import TRANSITIONS, EccState, state_name, step_back
 
 RUN_CLASSES = ("TEST", "PROD", "BEAM", "JUNK", "PULS")
@@ -235,30 +236,49 @@ def take_lock() -> str:
     with session() as s:
         deadlines = s.exec(select(ECCServer.transition_timeout)).all()
     seconds = 4 * (max(deadlines, default=120.0) + 30) + 600  # transitions, then files
-    try:
-        return lock.acquire(seconds)
-    except lock.Busy as exc:
-        raise Refused(str(exc)) from None
-    except (RedisConnectionError, OSError) as exc:
-        raise Unavailable(f"Redis is unreachable ({exc}); nothing was started") from exc
+    handover = time.monotonic() + LOCK_HANDOVER_SECONDS
+    while True:
+        try:
+            return lock.acquire(seconds)
+        except lock.Busy as exc:
+            if time.monotonic() > handover or not _holder_has_ended():
+                raise Refused(str(exc)) from None
+            time.sleep(0.02)
+        except (RedisConnectionError, OSError) as exc:
+            raise Unavailable(f"Redis is unreachable ({exc}); nothing was started") from exc
 
 
-def create(kind: str, title: str = "", run_class: str = "TEST") -> int:
+# A workflow is recorded as ended just before its lock is released: an operator who presses
+# Stop the moment the run shows started waits this long for the lock instead of a refusal.
+LOCK_HANDOVER_SECONDS = 3.0
+
+
+def _holder_has_ended() -> bool:
+    """Whether the lock's holder is a workflow already recorded as ended (about to release)."""
+    token = lock.holder()
+    if token is None:
+        return True  # released meanwhile: try again
+    with session() as s:
+        state = s.exec(select(Workflow.state).where(Workflow.lock_token == token)).first()
+    return state is not None and state not in ACTIVE_STATES
+
+
+def create(kind: str, title: str = "", run_class: str = "TEST", actor: str | None = None) -> int:
     """Take the lock, plan a workflow, write its rows with all Celery ids; its id.
 
     Raises Refused (nothing written, lock released) when a rule forbids it. A start
     also checks every data router's staging directory first, over SSH, outside any
-    session.
+    session. ``actor`` (default: the command line's user) goes in the audit.
     """
     token = take_lock()
     try:
-        return _create(kind, title, run_class, token)
+        return _create(kind, title, run_class, token, actor)
     except BaseException:
         lock.release(token)
         raise
 
 
-def _create(kind: str, title: str, run_class: str, token: str) -> int:
+def _create(kind: str, title: str, run_class: str, token: str, actor: str | None) -> int:
     if kind == "start_run":
         with session() as s:
             plan(s, kind, title=title, run_class=run_class)  # the cheap rules first
@@ -272,6 +292,9 @@ def _create(kind: str, title: str, run_class: str, token: str) -> int:
                             run_id=planned.run_id, lock_token=token)
         s.add(workflow)
         s.flush()
+        accounts.record(s, actor, kind, workflow.id, **{
+            key: planned.params[key] for key in ("title", "run_class", "run_number")
+            if key in planned.params})
         for order, stage_plan in enumerate(planned.stages):
             stage = Stage(workflow_id=workflow.id, order=order, name=stage_plan.name,
                           operation=stage_plan.operation, group_id=str(uuid4()),
@@ -311,9 +334,9 @@ def dispatch(workflow_id: int) -> None:
         raise Unavailable(f"the broker is unreachable ({exc}); nothing was started") from exc
 
 
-def launch(kind: str, title: str = "", run_class: str = "TEST") -> int:
-    """Create and dispatch a workflow; returns its id."""
-    workflow_id = create(kind, title=title, run_class=run_class)
+def launch(kind: str, title: str = "", run_class: str = "TEST", actor: str | None = None) -> int:
+    """Create and dispatch a workflow on behalf of ``actor``; returns its id."""
+    workflow_id = create(kind, title=title, run_class=run_class, actor=actor)
     dispatch(workflow_id)
     forget_earlier_results(workflow_id)
     return workflow_id
@@ -331,15 +354,15 @@ def forget_earlier_results(workflow_id: int) -> int:
     of the last few workflows only. Returns how many keys went.
     """
     with session() as s:
-        stage_rows = s.exec(select(Stage.id, Stage.callback_task_id).where(
+        stage_rows = s.exec(select(Stage.id, Stage.callback_task_id, Stage.group_id).where(
             Stage.workflow_id < workflow_id,
             Stage.workflow_id >= workflow_id - FORGET_WINDOW)).all()
         step_ids = s.exec(select(Step.task_id).where(
-            Step.stage_id.in_([stage_id for stage_id, _ in stage_rows]))).all()
+            Step.stage_id.in_([stage_id for stage_id, _, _ in stage_rows]))).all()
         callbacks = s.exec(select(Workflow.callback_task_id).where(
             Workflow.id < workflow_id, Workflow.id >= workflow_id - FORGET_WINDOW)).all()
-    ids = list(step_ids) + [cb for _, cb in stage_rows] + list(callbacks)
-    return results.forget([tid for tid in ids if tid])
+    ids = list(step_ids) + [cb for _, cb, _ in stage_rows] + list(callbacks)
+    return results.forget([tid for tid in ids if tid], [gid for _, _, gid in stage_rows if gid])
 
 
 def get(workflow_id: int) -> Workflow:

@@ -20,14 +20,41 @@ ROOT = Path(__file__).resolve().parent.parent
 SESSION_DIR = None
 
 
+# CI's PostgreSQL (trust authentication); DAQFLOW_TEST_POSTGRES overrides it.
+POSTGRES = os.environ.get("DAQFLOW_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+# Which database the whole suite runs on: sqlite (default) or postgresql (.ci/run runs both).
+DATABASE = os.environ.get("DAQFLOW_TEST_DATABASE", "sqlite")
+SESSION_POSTGRES_DB = None
+
+
+def _postgres_admin(statement: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
 def pytest_configure(config):
     # Before anything reads its settings: every test talks to this session's own services.
-    global SESSION_DIR
+    global SESSION_DIR, SESSION_POSTGRES_DB
     import tempfile
+    import uuid
 
     SESSION_DIR = Path(tempfile.mkdtemp(prefix="daqflow-tests-"))
     os.environ["DAQFLOW_INSTANCE"] = str(SESSION_DIR / "instance")
-    os.environ["DAQFLOW_DATABASE_URL"] = f"sqlite:///{SESSION_DIR / 'test.sqlite3'}"
+    if DATABASE == "postgresql":
+        # A database of this session's own on the server, dropped when the session ends.
+        SESSION_POSTGRES_DB = f"daqflow_tests_{uuid.uuid4().hex[:12]}"
+        _postgres_admin(f'CREATE DATABASE "{SESSION_POSTGRES_DB}"')
+        os.environ["DAQFLOW_DATABASE_URL"] = f"{POSTGRES}/{SESSION_POSTGRES_DB}"
+    elif DATABASE == "sqlite":
+        os.environ["DAQFLOW_DATABASE_URL"] = f"sqlite:///{SESSION_DIR / 'test.sqlite3'}"
+    else:
+        raise pytest.UsageError(f"DAQFLOW_TEST_DATABASE must be sqlite or postgresql, not {DATABASE}")
     for name in ("REDIS_URL", "DAQFLOW_BROKER_URL", "DAQFLOW_RESULT_BACKEND", "DAQFLOW_ECC_WSDL"):
         os.environ.pop(name, None)
 
@@ -263,13 +290,13 @@ def worker(redis_url, simulator):
 def daq(simulator, redis_url):
     """The standard test DAQ, loaded fresh: simulator reset, no workflows or runs."""
     import models
-    from models import Experiment, Run, RunFiles, Stage, Step, Workflow
+    from models import Account, AuditEntry, Experiment, Run, RunFiles, Stage, Step, Workflow
     from pipelines import lock, topology
     from sqlmodel import delete
 
     models.create_all()
     with models.session() as s:
-        for table in (RunFiles, Step, Stage, Workflow, Run, Experiment):
+        for table in (AuditEntry, Account, RunFiles, Step, Stage, Workflow, Run, Experiment):
             s.exec(delete(table))
     lock.clear()  # a test that ended mid-workflow may have left it
     simulator.reset()  # from here on, no simulated router writes until a run starts
@@ -296,6 +323,18 @@ def wait_workflow(workflow_id: int, timeout: float = 30.0) -> dict:
 
     return wait_for(lambda: (lambda v: v if not v["active"] else None)(progress.read(workflow_id)),
                     timeout=timeout, message=f"workflow {workflow_id} to end")
+
+
+def pytest_report_header(config):
+    return f"daqflow test database: {DATABASE} ({os.environ.get('DAQFLOW_DATABASE_URL')})"
+
+
+def pytest_unconfigure(config):
+    if SESSION_POSTGRES_DB:
+        import models.db
+
+        models.db.reset_engine()
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{SESSION_POSTGRES_DB}" WITH (FORCE)')
 
 
 def pytest_sessionfinish(session, exitstatus):

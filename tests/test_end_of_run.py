@@ -16,7 +16,7 @@ from pipelines.supervisor import free_port
 from tests.conftest import wait_for, wait_workflow
 from tests.test_nodes import HOSTILE
 from tests.test_workflows import row_counts, set_all
-from webui import create_app
+from tests.web import operator_client
 
 ROUTERS = [f"router-{i}" for i in range(9)]
 
@@ -61,7 +61,7 @@ def test_stop_organizes_every_routers_files_and_backs_up_configs(running_daq, st
     assert sorted(p.name for p in backup_folder.iterdir()) == [
         "configure-cfg.xcfg", "describe-cfg.xcfg", "prepare-cfg.xcfg"]
 
-    html = create_app({"TESTING": True}).test_client().get(
+    html = operator_client().get(
         f"/workflows/{stop['id']}").get_data(as_text=True)
     for name in ROUTERS:
         row = html.split(f'data-files="{name}" data-kind="data"')[1].split("</tr>")[0]
@@ -90,7 +90,7 @@ def test_a_dirty_staging_directory_refuses_a_start_and_names_the_router(running_
     with models.session() as s:
         router = s.exec(select(DataRouter).where(DataRouter.name == "router-3")).one()
         assert (router.graw_files, router.clean, router.online) == (1, False, True)
-    page = create_app({"TESTING": True}).test_client().get("/").get_data(as_text=True)
+    page = operator_client().get("/").get_data(as_text=True)
     assert "dirty: 1 .graw file(s)" in page
 
 

@@ -17,7 +17,7 @@ from pipelines import lock, progress, replay, watch, workflows
 from pipelines.ecc import EccState
 from tests.conftest import ROOT, stop_process, wait_for, wait_workflow
 from tests.test_workflows import set_all
-from webui import create_app
+from tests.web import operator_client
 
 
 def sends(sim) -> Counter:
@@ -53,7 +53,7 @@ def test_replay_redoes_only_the_failed_step_then_the_rest(running_daq):
     workflow_id = workflows.launch("start_run", title="beam")
     assert wait_workflow(workflow_id)["state"] == "failed"
     before = sends(sim)
-    client = create_app({"TESTING": True}).test_client()
+    client = operator_client()
 
     response = client.post(f"/api/workflows/{workflow_id}/replay")
 
@@ -160,7 +160,7 @@ def test_redis_restarted_mid_workflow_then_replay(slow_daq, redis_server, worker
         view = progress.read(workflow_id)
         assert not view["live"] and "live progress is unavailable" in view["live_error"]
         assert view["state"] == "running" and view["total"] == 9  # the record is intact
-        page = create_app({"TESTING": True}).test_client().get("/").get_data(as_text=True)
+        page = operator_client().get("/").get_data(as_text=True)
         assert "live progress is unavailable" in page
         wait_for(lambda: running_steps(workflow_id) == 0, timeout=20,
                  message="the transitions to end without Redis")
@@ -265,7 +265,7 @@ def test_beat_marks_a_dead_ecc_server_offline_and_refreshes_the_others(running_d
     servers, router = wait_for(watched, timeout=20, message="beat to see the dead server")
     dead = servers["ecc-cobo2"]
     assert dead.state is None and "ecc-cobo2" in dead.last_error
-    page = create_app({"TESTING": True}).test_client().get("/").get_data(as_text=True)
+    page = operator_client().get("/").get_data(as_text=True)
     assert "offline" in page and "dirty: 1 .graw file(s)" in page
 
 
@@ -286,7 +286,7 @@ def test_beat_sees_the_ecc_server_process_die_and_come_back(running_daq, beat):
     with models.session() as s:
         routers = s.exec(select(models.DataRouter)).all()
         assert all(router.online for router in routers)  # the routers' own process still runs
-    page = create_app({"TESTING": True}).test_client().get("/").get_data(as_text=True)
+    page = operator_client().get("/").get_data(as_text=True)
     row = page.split('data-ecc-server="ecc-cobo0"')[1].split("</tr>")[0]
     assert '<td class="ecc-process"><span class="error">not running</span></td>' in row
 

@@ -15,10 +15,7 @@ from sqlmodel import SQLModel
 
 import models.db
 from models import migrate
-from tests.conftest import ROOT
-
-# CI's PostgreSQL (trust authentication); DAQFLOW_TEST_POSTGRES overrides it.
-POSTGRES = os.environ.get("DAQFLOW_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+from tests.conftest import POSTGRES, ROOT
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ import pytest
 from pipelines.ecc import EccState
 from tests.conftest import wait_workflow
 from tests.test_workflows import row_counts, set_all
-from webui import create_app
+from tests.web import operator_client
 
 
 @pytest.fixture
 def client(daq):
-    # Every poll sees the database as it is now (the shared render has its own test).
-    return create_app({"TESTING": True, "LIVE_CACHE_SECONDS": 0}).test_client()
+    # Logged in as an operator; every poll sees the database as it is now (the shared
+    # render has its own test).
+    return operator_client()
 
 
 def bars(html: str) -> list[str]:
@@ -109,7 +110,7 @@ def test_pollers_share_one_render_of_the_live_section_for_a_short_while(daq):
     from models import Experiment
     from sqlmodel import update
 
-    client = create_app({"TESTING": True, "LIVE_CACHE_SECONDS": 60}).test_client()
+    client = operator_client(LIVE_CACHE_SECONDS=60)
     first = client.get("/live").get_data(as_text=True)
     with models.session() as s:
         s.exec(update(Experiment).values(name="renamed-meanwhile"))
@@ -119,5 +120,5 @@ def test_pollers_share_one_render_of_the_live_section_for_a_short_while(daq):
     checked = client.post("/actions/check-routers").get_data(as_text=True)
     assert "renamed-meanwhile" in checked
     assert client.get("/live").get_data(as_text=True) == checked
-    uncached = create_app({"TESTING": True, "LIVE_CACHE_SECONDS": 0}).test_client()
+    uncached = operator_client()
     assert "renamed-meanwhile" in uncached.get("/live").get_data(as_text=True)

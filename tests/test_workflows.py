@@ -1,6 +1,7 @@
 """Workflows on a real worker, real Redis and the simulator over HTTP."""
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -8,7 +9,7 @@ from sqlalchemy import event
 from sqlmodel import func, select, update
 
 import models
-from models import ECCServer, Experiment, Run, Stage, Step, Workflow
+from models import AuditEntry, ECCServer, Experiment, Run, Stage, Step, Workflow
 from pipelines import progress, topology, workflows
 from pipelines.ecc import EccState
 from tests.conftest import ROOT, start_simulator, stop_process, topology_text, wait_for, wait_workflow
@@ -170,7 +171,7 @@ def big_daq(redis_url, worker, tmp_path):
     sim = start_simulator(tmp_path, [port] * 64, topology_text([port] * 64, per_source=0.3,
                                                                shared_port=True))
     with models.session() as s:
-        for table in (Step, Stage, Workflow, Run):
+        for table in (AuditEntry, Step, Stage, Workflow, Run):
             s.exec(table.__table__.delete())
     topology.load(topology.read(sim.topology_path))
     yield sim
@@ -226,14 +227,47 @@ def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq
         ids = [st.callback_task_id for st in stages] + [
             step.task_id for st in stages
             for step in s.exec(select(Step).where(Step.stage_id == st.id)).all()]
+        groups = [st.group_id for st in stages]
     backend = app.backend
     keys = [backend.get_key_for_task(tid) for tid in ids]
     assert backend.client.exists(*keys) == len(keys) == 11  # 9 steps, 2 stage callbacks
+    # Each stage's chord leaves its "done" marker under the group the steps ran in.
+    markers = [backend.get_key_for_group(gid, ".c") for gid in groups]
+    assert backend.client.exists(*markers) == 2
 
     second = wait_workflow(workflows.launch("stop_run"))
 
     assert second["state"] == "succeeded"
     assert backend.client.exists(*keys) == 0
+    assert backend.client.exists(*markers) == 0
     view = progress.read(first["id"])  # the record stays whole without them
     assert (view["state"], view["done"], view["total"]) == ("succeeded", 9, 9)
     assert [st["callback_state"] for st in view["stages"]] == ["SUCCESS", "SUCCESS"]
+
+
+def test_an_action_right_after_a_workflow_ended_waits_for_its_lock_instead_of_refusing(daq):
+    import threading
+
+    from pipelines import lock
+
+    token = lock.acquire(60)
+    with models.session() as s:
+        ended = Workflow(kind="start_run", state="succeeded", lock_token=token)
+        s.add(ended)
+    # The final callback has recorded the end and is about to release the lock.
+    releaser = threading.Timer(0.3, lock.release, args=(token,))
+    releaser.start()
+    taken = workflows.take_lock()
+    releaser.join()
+    assert taken != token and lock.holder() == taken
+    lock.release(taken)
+
+    # A holder that is still running is a refusal, at once.
+    token = lock.acquire(60)
+    with models.session() as s:
+        s.exec(update(Workflow).where(Workflow.id == ended.id).values(state="running"))
+    began = time.monotonic()
+    with pytest.raises(workflows.Refused, match="in progress"):
+        workflows.take_lock()
+    assert time.monotonic() - began < 1.0
+    lock.release(token)

@@ -1,18 +1,28 @@
 """The JSON interface for scripts: start, stop, transitions, workflow progress, status."""
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, jsonify, request
 
-from pipelines import progress, replay, workflows
+from pipelines import accounts, progress, replay, workflows
+from webui import auth
 from webui.views import TRANSITIONS, Invalid, error_status, parse_start
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def _json_body() -> dict:
-    if not request.data:
+    """The request's JSON object ({} for no body); a form, text or anything else is 400."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        if request.form:
+            raise Invalid("send the fields as a JSON object (Content-Type: application/json)")
         return {}
-    data = request.get_json(silent=True)
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
+        data = None
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object")
     return data
@@ -27,7 +37,7 @@ def _error(exc: Exception):
 
 
 def register_json_errors(app) -> None:
-    """Answer JSON for unknown URLs and methods under /api (routing errors skip blueprints)."""
+    """Answer JSON under /api for unknown URLs and methods, bad encodings and floods."""
     from flask import render_template_string
 
     def http_error(exc):
@@ -35,8 +45,8 @@ def register_json_errors(app) -> None:
             return jsonify(error=exc.description), exc.code
         return render_template_string("{{ e.code }} {{ e.name }}: {{ e.description }}", e=exc), exc.code
 
-    app.register_error_handler(404, http_error)
-    app.register_error_handler(405, http_error)
+    for code in (400, 404, 405, 413):
+        app.register_error_handler(code, http_error)
 
 
 def _accepted(workflow_id: int):
@@ -47,7 +57,8 @@ def _accepted(workflow_id: int):
 def start_run():
     """``{"title", "run_class"}`` -> 202 ``{"workflow_id"}``."""
     title, run_class = parse_start(_json_body())
-    return _accepted(workflows.launch("start_run", title=title, run_class=run_class))
+    return _accepted(workflows.launch("start_run", title=title, run_class=run_class,
+                                      actor=auth.actor()))
 
 
 @bp.post("/runs/stop")
@@ -55,7 +66,7 @@ def stop_run():
     """-> 202 ``{"workflow_id"}``."""
     if _json_body():
         raise Invalid("stop takes no fields")
-    return _accepted(workflows.launch("stop_run"))
+    return _accepted(workflows.launch("stop_run", actor=auth.actor()))
 
 
 @bp.post("/transitions/<name>")
@@ -65,21 +76,21 @@ def transition(name: str):
         raise workflows.NotFound(f"no transition {name!r}; use one of {', '.join(TRANSITIONS)}")
     if _json_body():
         raise Invalid("transitions take no fields")
-    return _accepted(workflows.launch(name))
+    return _accepted(workflows.launch(name, actor=auth.actor()))
 
 
-@bp.post("/workflows/<int:workflow_id>/replay")
+@bp.post("/workflows/<int(max=2147483647):workflow_id>/replay")
 def replay_workflow(workflow_id: int):
     """Replay a failed workflow's failed steps -> 202 ``{"workflow_id", "replayed_steps"}``."""
     if _json_body():
         raise Invalid("replay takes no fields")
-    return jsonify(replay.replay(workflow_id)), 202
+    return jsonify(replay.replay(workflow_id, actor=auth.actor())), 202
 
 
-@bp.get("/workflows/<int:workflow_id>")
+@bp.get("/workflows/<int(max=2147483647):workflow_id>")
 def workflow(workflow_id: int):
-    """The progress read of one workflow."""
-    return jsonify(progress.read(workflow_id))
+    """The progress read of one workflow, with who did what to it."""
+    return jsonify(dict(progress.read(workflow_id), actions=accounts.actions_of(workflow_id)))
 
 
 @bp.get("/status")

@@ -5,7 +5,8 @@ from flask import Blueprint, abort, current_app, make_response, render_template
 from sqlmodel import select
 
 from models import Run, Workflow, session
-from pipelines import progress, replay, workflows
+from pipelines import accounts, progress, replay, workflows
+from webui import auth
 from webui.views import refusal
 
 bp = Blueprint("history", __name__, url_prefix="/workflows")
@@ -27,27 +28,29 @@ def _workflow_or_404(workflow_id: int) -> dict:
         abort(404)
 
 
-@bp.get("/<int:workflow_id>")
-def show(workflow_id: int):
-    """One workflow: stages, steps, attempts, durations and errors."""
-    return render_template("history/show.html", workflow=_workflow_or_404(workflow_id),
+def _render(template: str, workflow_id: int) -> str:
+    return render_template(template, workflow=_workflow_or_404(workflow_id),
+                           actions=accounts.actions_of(workflow_id),
                            poll_seconds=current_app.config["POLL_SECONDS"])
 
 
-@bp.get("/<int:workflow_id>/live")
+@bp.get("/<int(max=2147483647):workflow_id>")
+def show(workflow_id: int):
+    """One workflow: who asked for it, stages, steps, attempts, durations and errors."""
+    return _render("history/show.html", workflow_id)
+
+
+@bp.get("/<int(max=2147483647):workflow_id>/live")
 def live(workflow_id: int):
     """The workflow's stages and steps alone; polls itself while the workflow is active."""
-    return render_template("history/_workflow.html", workflow=_workflow_or_404(workflow_id),
-                           poll_seconds=current_app.config["POLL_SECONDS"])
+    return _render("history/_workflow.html", workflow_id)
 
 
-@bp.post("/<int:workflow_id>/replay")
+@bp.post("/<int(max=2147483647):workflow_id>/replay")
 def replay_failed(workflow_id: int):
     """The "Replay failed steps" button; answers the workflow section, now polling."""
     try:
-        replay.replay(workflow_id)
+        replay.replay(workflow_id, actor=auth.actor())
     except (workflows.Refused, workflows.NotFound, workflows.Unavailable) as exc:
         return refusal(exc)
-    return make_response(render_template(
-        "history/_workflow.html", workflow=_workflow_or_404(workflow_id),
-        poll_seconds=current_app.config["POLL_SECONDS"]), 202)
+    return make_response(_render("history/_workflow.html", workflow_id), 202)

@@ -6,7 +6,8 @@ import time
 
 from flask import Blueprint, current_app, make_response, render_template, request
 
-from pipelines import progress, routers, workflows
+from pipelines import accounts, progress, routers, workflows
+from webui import auth
 from webui.views import TRANSITIONS, Invalid, parse_start, refusal
 
 bp = Blueprint("runcontrol", __name__)
@@ -62,7 +63,7 @@ def live():
 
 def _launch(kind: str, **kwargs):
     try:
-        workflows.launch(kind, **kwargs)
+        workflows.launch(kind, actor=auth.actor(), **kwargs)
     except (workflows.Refused, workflows.Unavailable) as exc:
         return refusal(exc)
     response = _live(202, fresh=True)
@@ -73,8 +74,10 @@ def _launch(kind: str, **kwargs):
 @bp.post("/actions/start")
 def start_run():
     """Start a run (form fields ``title`` and ``run_class``)."""
+    fields = request.form.to_dict()
+    fields.pop(auth.CSRF_FIELD, None)  # checked already, by the guard
     try:
-        title, run_class = parse_start(request.form.to_dict())
+        title, run_class = parse_start(fields)
     except Invalid as exc:
         return refusal(exc)
     return _launch("start_run", title=title, run_class=run_class)
@@ -98,4 +101,5 @@ def transition(name: str):
 def check_routers():
     """Check every node now: data routers (process, staging clean) and ECC server processes."""
     routers.check_nodes()
+    accounts.note(auth.actor(), "check_nodes")
     return _live(fresh=True)

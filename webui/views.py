@@ -42,10 +42,15 @@ def error_status(exc: Exception) -> int:
 
 def refusal(exc: Exception):
     """An error answer htmx swaps into the page's message box instead of its target."""
+    return refusal_message(str(exc), error_status(exc))
+
+
+def refusal_message(message: str, status: int):
+    """``message`` with ``status``, for the page's message box (htmx retargets it there)."""
     from flask import make_response, render_template
 
-    response = make_response(render_template("runcontrol/_message.html", message=str(exc)),
-                             error_status(exc))
+    response = make_response(render_template("runcontrol/_message.html", message=message),
+                             status)
     response.headers["HX-Retarget"] = "#message"
     response.headers["HX-Reswap"] = "innerHTML"
     return response

@@ -2,7 +2,8 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import models.daq  # noqa: F401  (register the tables)
+import models.access  # noqa: F401  (register the tables)
+import models.daq  # noqa: F401
 import models.workflow  # noqa: F401
 
 connection = context.config.attributes["connection"]

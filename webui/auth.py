@@ -1,0 +1,147 @@
+"""Who is asking: login and logout, the session cookie, API tokens, roles and CSRF.
+
+Every request but the login page and static files needs an account: a browser
+logs in and carries the session cookie; a script sends ``Authorization: Bearer
+<token>``. Viewers read everything; only operators change the DAQ. A request
+that changes something with the session cookie must carry the session's CSRF
+token (htmx sends it as ``X-CSRF-Token``, forms as ``csrf_token``): another
+site's page can make the browser send the cookie, but cannot read the token.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import (Blueprint, g, jsonify, redirect, render_template, request, session,
+                   url_for)
+
+from pipelines import accounts
+
+bp = Blueprint("auth", __name__)
+
+PUBLIC_ENDPOINTS = {"auth.login", "static"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (made on first use); pages put it in every request."""
+    if CSRF_FIELD not in session:
+        session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return session[CSRF_FIELD]
+
+
+def _csrf_ok() -> bool:
+    expected = session.get(CSRF_FIELD)
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
+    return bool(expected) and hmac.compare_digest(sent.encode("utf-8", "replace"),
+                                                  expected.encode())
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _deny(status: int, message: str):
+    """A refusal in the form the asker reads: JSON, an htmx message, or a page."""
+    if _is_api() or g.get("via") == "token":
+        return jsonify(error=message), status
+    if status == 401:
+        if request.headers.get("HX-Request"):
+            response = jsonify(error=message)
+            response.status_code = 401
+            response.headers["HX-Redirect"] = url_for("auth.login")
+            return response
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    from webui.views import refusal_message
+
+    return refusal_message(message, status)
+
+
+def _identify():
+    """Set ``g.account`` and ``g.via`` from the bearer token or the session; a refusal or None."""
+    g.account = g.via = None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        account = accounts.by_token(token.strip()) if scheme.lower() == "bearer" else None
+        if account is None:
+            return jsonify(error="invalid API token (send 'Authorization: Bearer <token>')"), 401
+        g.account, g.via = account, "token"
+        return None
+    account_id = session.get("account_id")
+    if isinstance(account_id, int):
+        account = accounts.get(account_id)
+        if account is None:  # deleted since it logged in
+            session.clear()
+        g.account, g.via = account, "session" if account else None
+    return None
+
+
+def guard():
+    """Before every request: identify, then require login, CSRF and the operator role."""
+    refused = _identify()
+    if refused is not None:
+        return refused
+    public = request.endpoint in PUBLIC_ENDPOINTS
+    if g.account is None and not public:
+        return _deny(401, "log in first (scripts: send 'Authorization: Bearer <token>')")
+    changes = request.method not in SAFE_METHODS
+    # The cookie is sent by the browser on its own; the token proves the page sent it.
+    if changes and g.via != "token" and not _csrf_ok():
+        return _deny(400, "missing or wrong CSRF token: reload the page and try again")
+    if public:
+        return None
+    if changes and request.endpoint != "auth.logout" and g.account.role != "operator":
+        return _deny(403, f"{g.account.name} is a viewer: only operators change the DAQ")
+    return None
+
+
+def actor() -> str:
+    """The name the audit records for this request's account."""
+    return g.account.name
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: never send a fresh login to another host.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("runcontrol.page")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The login page; a right name and password start a session."""
+    if request.method == "GET":
+        return render_template("auth/login.html", next=request.args.get("next", ""))
+    name, password = request.form.get("name", ""), request.form.get("password", "")
+    account = None
+    # Only a well-formed name reaches the database (PostgreSQL refuses NUL characters).
+    if accounts.NAME_PATTERN.match(name) and len(password) <= accounts.PASSWORD_MAX:
+        account = accounts.authenticate(name, password)
+    if account is None:
+        return render_template("auth/login.html", next=request.form.get("next", ""),
+                               error="wrong name or password"), 401
+    session.clear()  # a fresh session (and CSRF token) for the new login
+    session.permanent = True
+    session["account_id"] = account.id
+    csrf_token()
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app) -> None:
+    """Install the guard, the login pages and ``csrf_token()`` / ``account`` in templates."""
+    app.before_request(guard)
+    app.register_blueprint(bp)
+
+    @app.context_processor
+    def _template_globals():
+        return {"csrf_token": csrf_token, "account": g.get("account")}
