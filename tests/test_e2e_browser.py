@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, stop_process, topology_text, wait_for
+from tests.conftest import DATABASE, ROOT, stop_process, topology_text, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -39,8 +39,11 @@ def demo(tmp_path):
     topology.write_text(topology_text([sim_port] * 9, per_source=1.5, timeout=30,
                                       experiment="e2e", shared_port=True,
                                       staging_root=tmp_path / "staging"))
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DAQFLOW_DATABASE_URL", "REDIS_URL", "DAQFLOW_SECRET_KEY")}
+    # The demo's own Redis and secret key; on the PostgreSQL pass, the session's database
+    # (the demo's default otherwise: SQLite in its instance folder).
+    dropped = ("REDIS_URL", "DAQFLOW_SECRET_KEY") + (
+        () if DATABASE == "postgresql" else ("DAQFLOW_DATABASE_URL",))
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
     env["DAQFLOW_INSTANCE"] = str(tmp_path / "instance")
     log_path = tmp_path / "up.log"
     proc = subprocess.Popen(
