@@ -60,8 +60,13 @@ def test_login_sets_an_httponly_samesite_cookie_and_wrong_passwords_get_nothing(
     with models.session() as s:
         stored = s.exec(select(Account).where(Account.name == "alice")).one().password_hash
     assert PASSWORD not in stored and stored.startswith("scrypt:")
+    # A new password ends the sessions opened with the old one.
+    account("alice", "operator")
+    assert client.get("/").status_code == 302
+    log_in(client, "alice")
+    html = client.get("/").get_data(as_text=True)
     # Logging out needs the token too, then the session is gone.
-    assert client.post("/logout").status_code == 400
+    assert client.post("/logout", headers={"X-CSRF-Token": ""}).status_code == 400
     assert client.post("/logout", data={"csrf_token": page_csrf(html)}).status_code == 302
     assert client.get("/").status_code == 302
 

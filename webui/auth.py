@@ -73,10 +73,16 @@ def _identify():
     account_id = session.get("account_id")
     if isinstance(account_id, int):
         account = accounts.get(account_id)
-        if account is None:  # deleted since it logged in
-            session.clear()
+        if account is None or session.get("password") != _fingerprint(account):
+            session.clear()  # deleted, or its password changed, since it logged in
+            account = None
         g.account, g.via = account, "session" if account else None
     return None
+
+
+def _fingerprint(account) -> str:
+    # The end of the salted hash: a new password (`user add --replace`) ends old sessions.
+    return account.password_hash[-16:]
 
 
 def guard():
@@ -125,7 +131,7 @@ def login():
                                error="wrong name or password"), 401
     session.clear()  # a fresh session (and CSRF token) for the new login
     session.permanent = True
-    session["account_id"] = account.id
+    session["account_id"], session["password"] = account.id, _fingerprint(account)
     csrf_token()
     return redirect(_safe_next(request.form.get("next")))
 
