@@ -133,9 +133,7 @@ class Daq:
         os.environ["DAQFLOW_INSTANCE"] = str(self.instance)
         self.processes: dict[str, Process] = {}
         import models
-        from pipelines import topology
-
-        from pipelines import accounts
+        from pipelines import accounts, topology
 
         models.create_all()
         topology.load(topology.read(str(self.topology)))

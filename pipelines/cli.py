@@ -187,9 +187,13 @@ def up(demo, path, port, flower, control_workers):
         password = _demo_operator()
         click.echo(f"demo operator: name 'operator', password '{password}' "
                    "(a new one at every start)")
-    elif len(os.environ.get("DAQFLOW_SECRET_KEY", "")) < 32:
-        _fail("DAQFLOW_SECRET_KEY must be set to at least 32 random characters (it signs "
-              "the login cookies): python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    else:
+        from webui import MissingSecretKey, check_secret_key
+
+        try:
+            check_secret_key(os.environ.get("DAQFLOW_SECRET_KEY"))
+        except MissingSecretKey as exc:  # before any process starts, not in the web's log
+            _fail(str(exc))
     if path:
         try:
             topo.load(topo.read(path))

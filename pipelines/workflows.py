@@ -227,6 +227,11 @@ def expected_durations(s, operation: str, names: list[str], history: int = 5) ->
     return {name: statistics.median(values) for name, values in seen.items()}
 
 
+# A workflow is recorded as ended just before its lock is released: an operator who presses
+# Stop the moment the run shows started waits this long for the lock instead of a refusal.
+LOCK_HANDOVER_SECONDS = 3.0
+
+
 def take_lock() -> str:
     """The run-control lock for one workflow, or Refused / Unavailable; returns its token.
 
@@ -246,11 +251,6 @@ def take_lock() -> str:
             time.sleep(0.02)
         except (RedisConnectionError, OSError) as exc:
             raise Unavailable(f"Redis is unreachable ({exc}); nothing was started") from exc
-
-
-# A workflow is recorded as ended just before its lock is released: an operator who presses
-# Stop the moment the run shows started waits this long for the lock instead of a refusal.
-LOCK_HANDOVER_SECONDS = 3.0
 
 
 def _holder_has_ended() -> bool:

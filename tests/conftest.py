@@ -286,17 +286,29 @@ def worker(redis_url, simulator):
     stop_process(handle.proc)
 
 
+def clear_workflow_records() -> None:
+    """Delete every workflow, its audit, runs and their files, children before parents."""
+    import models
+    from models import AuditEntry, Run, RunFiles, Stage, Step, Workflow
+    from sqlmodel import delete
+
+    with models.session() as s:
+        for table in (AuditEntry, RunFiles, Step, Stage, Workflow, Run):
+            s.exec(delete(table))
+
+
 @pytest.fixture
 def daq(simulator, redis_url):
     """The standard test DAQ, loaded fresh: simulator reset, no workflows or runs."""
     import models
-    from models import Account, AuditEntry, Experiment, Run, RunFiles, Stage, Step, Workflow
+    from models import Account, Experiment
     from pipelines import lock, topology
     from sqlmodel import delete
 
     models.create_all()
+    clear_workflow_records()
     with models.session() as s:
-        for table in (AuditEntry, Account, RunFiles, Step, Stage, Workflow, Run, Experiment):
+        for table in (Account, Experiment):
             s.exec(delete(table))
     lock.clear()  # a test that ended mid-workflow may have left it
     simulator.reset()  # from here on, no simulated router writes until a run starts

@@ -6,11 +6,11 @@ import sys
 from sqlmodel import select
 
 import models
-from models import AuditEntry, ECCServer, Run, Stage, Step, Workflow
+from models import ECCServer, Run, Step
 from pipelines import lock, topology, workflows
 from pipelines.ecc import EccState
-from tests.conftest import (ROOT, start_simulator, stop_process, topology_text,
-                            wait_for, wait_workflow)
+from tests.conftest import (ROOT, clear_workflow_records, start_simulator, stop_process,
+                            topology_text, wait_for, wait_workflow)
 
 SOURCES = 256
 
@@ -27,9 +27,7 @@ def test_a_256_source_start_loses_no_update_and_never_finds_the_database_locked(
     log_path, worker = tmp_path / "worker-256.log", None
     try:
         models.create_all()
-        with models.session() as s:
-            for table in (AuditEntry, Step, Stage, Workflow, Run):
-                s.exec(table.__table__.delete())
+        clear_workflow_records()
         lock.clear()
         topology.load(topology.read(sim.topology_path))
         for name in sim.states():

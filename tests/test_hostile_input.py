@@ -19,7 +19,7 @@ from sqlmodel import SQLModel, update
 import models
 from models import Workflow
 from models.workflow import ACTIVE_STATES
-from pipelines import lock
+from pipelines import accounts, lock
 from pipelines.ecc import EccState
 from tests.test_workflows import set_all
 from tests.web import account, log_in, web_app
@@ -89,10 +89,7 @@ def clients(daq, monkeypatch):
     monkeypatch.setattr(replay, "dispatch", sent.append)
     set_all(daq, EccState.READY)
     app = web_app()
-    token_account = account("robot", "operator")
-    assert token_account
-    from pipelines import accounts
-
+    account("robot", "operator")
     token = accounts.issue_token("robot")
     operator = log_in(app.test_client(), "alice", account("alice", "operator"))
     viewer = log_in(app.test_client(), "victor", account("victor", "viewer"))
@@ -123,9 +120,7 @@ def send(clients, method, path, body, caller):
     kwargs = {"headers": headers}
     if kind == "json":
         kwargs["data"], kwargs["content_type"] = json.dumps(payload), "application/json"
-    elif kind == "raw":
-        kwargs["data"] = payload
-    elif kind == "form":
+    elif kind in ("raw", "form"):  # bytes as they are; a dict as a urlencoded form
         kwargs["data"] = payload
     return client.open(path, method=method, **kwargs)
 

@@ -9,10 +9,11 @@ from sqlalchemy import event
 from sqlmodel import func, select, update
 
 import models
-from models import AuditEntry, ECCServer, Experiment, Run, Stage, Step, Workflow
+from models import ECCServer, Experiment, Run, Stage, Step, Workflow
 from pipelines import progress, topology, workflows
 from pipelines.ecc import EccState
-from tests.conftest import ROOT, start_simulator, stop_process, topology_text, wait_for, wait_workflow
+from tests.conftest import (ROOT, clear_workflow_records, start_simulator, stop_process,
+                            topology_text, wait_for, wait_workflow)
 
 COBOS = [f"ecc-cobo{i}" for i in range(8)]
 
@@ -170,9 +171,7 @@ def big_daq(redis_url, worker, tmp_path):
     port = free_port()
     sim = start_simulator(tmp_path, [port] * 64, topology_text([port] * 64, per_source=0.3,
                                                                shared_port=True))
-    with models.session() as s:
-        for table in (AuditEntry, Step, Stage, Workflow, Run):
-            s.exec(table.__table__.delete())
+    clear_workflow_records()
     topology.load(topology.read(sim.topology_path))
     yield sim
     stop_process(sim.proc)

@@ -19,6 +19,15 @@ class MissingSecretKey(RuntimeError):
     """No (or too short a) secret key: sessions could be forged; the message says what to do."""
 
 
+def check_secret_key(secret: str | None) -> None:
+    """Raise MissingSecretKey unless ``secret`` can sign login cookies (32+ characters)."""
+    if not secret or len(secret) < SECRET_KEY_MIN:
+        raise MissingSecretKey(
+            f"DAQFLOW_SECRET_KEY must be set to at least {SECRET_KEY_MIN} random characters "
+            "(it signs the login cookies); make one with: python3 -c 'import secrets; "
+            "print(secrets.token_hex(32))'. `daqflow up --demo` makes its own.")
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build the web app; ``config`` overrides settings (tests pass theirs here).
 
@@ -46,12 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     if config:
         app.config.update(config)
-    secret = app.config["SECRET_KEY"]
-    if not secret or len(secret) < SECRET_KEY_MIN:
-        raise MissingSecretKey(
-            f"DAQFLOW_SECRET_KEY must be set to at least {SECRET_KEY_MIN} random characters "
-            "(it signs the login cookies); make one with: python3 -c 'import secrets; "
-            "print(secrets.token_hex(32))'. `daqflow up --demo` makes its own.")
+    check_secret_key(app.config["SECRET_KEY"])
     htmx.init_app(app)
     models.create_all()
 

@@ -16,6 +16,7 @@ from flask import (Blueprint, g, jsonify, redirect, render_template, request, se
                    url_for)
 
 from pipelines import accounts
+from webui.views import refusal_message
 
 bp = Blueprint("auth", __name__)
 
@@ -54,8 +55,6 @@ def _deny(status: int, message: str):
             response.headers["HX-Redirect"] = url_for("auth.login")
             return response
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-    from webui.views import refusal_message
-
     return refusal_message(message, status)
 
 
