@@ -4,7 +4,10 @@ Celery's Redis backend subscribes the sending process to every task's result
 channel so that ``.get()`` can be woken up. daqflow never waits on a result: it
 reads them all at once with MGET (see ``pipelines.progress``). Without this, a
 web process would collect one subscription per step it dispatched, and re-open
-them as results are garbage-collected.
+them as results are garbage-collected. And a worker that sends the next stage's
+chord would register every member's result as "pending" (for a ``.get()`` that
+never comes) and keep it for the life of the process: hundreds of objects per
+workflow, the control workers' memory growing by megabytes per start/stop cycle.
 """
 from celery.backends.redis import RedisBackend
 from redis.exceptions import RedisError
@@ -15,6 +18,13 @@ class RunControlRedisBackend(RedisBackend):
 
     def on_task_call(self, producer, task_id):
         pass
+
+    def add_pending_result(self, result, weak=False, start_drainer=True):
+        # Sending a group (GroupResult's barrier, the header's promises) lands here.
+        return result
+
+    def add_pending_results(self, results, weak=False):
+        return list(results)
 
     def remove_pending_result(self, result):
         return result

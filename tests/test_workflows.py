@@ -244,6 +244,19 @@ def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq
     assert [st["callback_state"] for st in view["stages"]] == ["SUCCESS", "SUCCESS"]
 
 
+def test_sending_stages_keeps_no_result_objects_in_the_sending_process(running_daq):
+    # Whoever sends a chord (this process for the first stage, a control worker for
+    # the next) would otherwise hold every member's result until it exits: the
+    # control workers grew by megabytes per start/stop cycle.
+    from pipelines.celery_app import app
+
+    set_all(running_daq, EccState.READY)
+    for action in ("start_run", "stop_run"):
+        assert wait_workflow(workflows.launch(action, title="held"))["state"] == "succeeded"
+    concrete, weak = app.backend._pending_results
+    assert (len(concrete), len(weak)) == (0, 0)
+
+
 def test_an_action_right_after_a_workflow_ended_waits_for_its_lock_instead_of_refusing(daq):
     import threading
 
