@@ -26,7 +26,8 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.harness import Daq, private_redis
+from bench.harness import Daq, busy_cpu_seconds, private_redis
+from bench.profile import Recording
 
 FINISHED = ("succeeded", "failed")
 
@@ -107,6 +108,30 @@ def timed_start(daq: Daq, timeout: float) -> tuple[int, float]:
     return workflow_id, started_at.timestamp() - called
 
 
+def stage_timeline(workflow_id: int) -> list[dict]:
+    """When each stage's steps began and ended, and the stage completed (s after the call)."""
+    import models
+    from models import Stage, Step, Workflow
+    from sqlmodel import select
+
+    with models.session() as s:
+        t0 = s.get(Workflow, workflow_id).created_at.timestamp()
+        stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)
+                        .order_by(Stage.order)).all()
+        timeline = []
+        for stage in stages:
+            steps = s.exec(select(Step).where(Step.stage_id == stage.id)).all()
+            began = sorted(step.started_at.timestamp() - t0 for step in steps)
+            ended = sorted(step.finished_at.timestamp() - t0 for step in steps)
+            timeline.append({"steps": len(steps), "first_began": round(began[0], 2),
+                             "median_began": round(statistics.median(began), 2),
+                             "last_began": round(began[-1], 2),
+                             "median_ended": round(statistics.median(ended), 2),
+                             "last_ended": round(ended[-1], 2),
+                             "completed": round(stage.finished_at.timestamp() - t0, 2)})
+    return timeline
+
+
 # --- Celery events: chord callback latency ------------------------------------------
 
 class TaskEvents:
@@ -157,8 +182,13 @@ class TaskEvents:
 # --- the measurements ---------------------------------------------------------------
 
 def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
-                   baseline_reps: int, events_out: list) -> list[dict]:
-    """(1) and (3): start-run wall time per N, thread pool vs prefork 10."""
+                   baseline_reps: int, events_out: list, profile: Path | None = None
+                   ) -> list[dict]:
+    """(1) and (3): start-run wall time per N, thread pool vs prefork 10.
+
+    With ``profile``, two more starts per N run under py-spy (after the timed ones,
+    which it would slow down) and the row gets where each process spent its CPU.
+    """
     rows = []
     for n in sizes:
         daq = Daq(redis_url, n, seconds)
@@ -166,12 +196,19 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             floor = 2 * seconds  # CoBos in parallel, then the MuTAnT: two transitions
             row = {"sources": n, "seconds_per_transition": seconds, "floor_seconds": floor}
             start_control(daq, n)
-            cpu_before = daq.cpu_seconds()
-            walls = [timed_start(daq, timeout=60 + 2 * n * seconds)[1] for _ in range(reps)]
+            cpu_before, busy_before, began = daq.cpu_seconds(), busy_cpu_seconds(), time.time()
+            starts = [timed_start(daq, timeout=60 + 2 * n * seconds) for _ in range(reps)]
+            walls = [wall for _, wall in starts]
+            # How loaded the whole machine was (2.0 = both cores busy all along).
+            row["busy_cores"] = round((busy_cpu_seconds() - busy_before) / (time.time() - began), 2)
+            # The stages of the median start: when steps began, ended, and the stage completed.
+            row["timeline"] = stage_timeline(sorted(starts, key=lambda st: st[1])[reps // 2][0])
             # Where the time goes: CPU milliseconds per source, per process.
             row["cpu_ms_per_source"] = {
                 name: round(1000 * (used - cpu_before.get(name, 0.0)) / (reps * n), 2)
                 for name, used in daq.cpu_seconds().items()}
+            if profile is not None:
+                row["profile"] = profiled_starts(daq, profile / f"n{n}", n * seconds)
             # Callback latency from Celery's task events, switched on only now: they cost
             # three messages per step, which the timed starts above did not pay.
             events = TaskEvents()
@@ -202,6 +239,18 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
         finally:
             daq.close()
     return rows
+
+
+def profiled_starts(daq: Daq, directory: Path, slack: float) -> dict:
+    """Two starts under py-spy: per process, where its CPU went (percent of samples)."""
+    pids = {name: process.pid for name, process in daq.processes.items()}
+    recording = Recording(pids, directory)
+    try:
+        for _ in range(2):
+            timed_start(daq, timeout=60 + 2 * slack)
+    finally:
+        report = recording.stop()
+    return report
 
 
 class RoundTrips:
@@ -387,6 +436,18 @@ def table(results: dict) -> str:
         for row in rows:
             out.append(f"| N = {row['sources']} | " + " | ".join(
                 f"{row['cpu_ms_per_source'].get(name, 0):.1f}" for name in names) + " |")
+    for row in rows:
+        if "timeline" in row:
+            out += ["", f"N = {row['sources']}, median start, machine {row['busy_cores']:.2f} "
+                    "cores busy; stage: steps, began first/median/last, ended median/last, "
+                    "completed (s after the call): " + "; ".join(
+                        f"{st['steps']}, {st['first_began']:.2f}/{st['median_began']:.2f}/"
+                        f"{st['last_began']:.2f}, {st['median_ended']:.2f}/{st['last_ended']:.2f}, "
+                        f"{st['completed']:.2f}" for st in row["timeline"])]
+        for process, found in sorted(row.get("profile", {}).items()):
+            out += ["", f"N = {row['sources']}, {process} ({found['samples']} samples holding "
+                    "the GIL): " + ", ".join(f"{group} {share:.0f} %"
+                                             for group, share in found["percent"].items())]
     if results.get("callback_latency_ms"):
         c = results["callback_latency_ms"]
         out += ["", f"Chord callback latency ({c['count']} stages): median {c['median']:.1f} ms,"
@@ -420,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=0.2)
     parser.add_argument("--only", nargs="+", default=["start", "progress", "polling", "soak"],
                         choices=["start", "progress", "polling", "soak"])
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="also profile two starts per N with py-spy; raw stacks in DIR")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args(argv)
     # A benchmark stopped with kill still stops every process it started (finally blocks).
@@ -434,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         if "start" in args.only:
             print("start-run wall time", flush=True)
             results["start"] = measure_starts(redis_url, args.sizes, args.reps, args.seconds,
-                                              args.baseline_reps, latencies)
+                                              args.baseline_reps, latencies, args.profile)
             if latencies:
                 ms = [1000 * x for x in latencies]
                 results["callback_latency_ms"] = {"count": len(ms),

@@ -1,0 +1,81 @@
+"""Where a start's CPU goes: py-spy samples of daqflow's processes, by library.
+
+py-spy (``pip install '.[bench]'``) samples each process from outside, without
+pausing it, and keeps only the threads that hold the GIL: what a sample shows is
+what the process was computing, not waiting for. Each sample is charged to the
+library of the innermost frame that belongs to one of the groups below, so
+``json.loads`` called by kombu counts as Celery, and a socket write by
+urllib3 as HTTP.
+"""
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+# (group, path fragments of its frames), first match from the innermost frame.
+GROUPS = [
+    ("database (SQLAlchemy, SQLite)", ("/sqlalchemy/", "/sqlmodel/", "/sqlite3/", "/psycopg")),
+    ("SOAP (zeep, lxml)", ("/zeep/", "/lxml/")),
+    ("HTTP (requests, urllib3, http.client)", ("/requests/", "/urllib3/", "/http/client.py")),
+    ("Redis client", ("/redis/",)),
+    ("Celery, kombu", ("/celery/", "/kombu/", "/vine/", "/billiard/")),
+    ("HTTP server (simulator, web)", ("/http/server.py", "/socketserver.py", "/werkzeug/",
+                                      "/flask/", "/jinja2/")),
+    ("daqflow", ("/pipelines/", "/models/", "/webui/")),
+]
+OTHER = "other (stdlib, threads)"
+
+
+def group_of(stack: str) -> str:
+    """The group of one collapsed stack ("outer;...;inner"), from its innermost frame up."""
+    for frame in reversed(stack.split(";")):
+        for name, fragments in GROUPS:
+            if any(fragment in frame for fragment in fragments):
+                return name
+    return OTHER
+
+
+class Recording:
+    """py-spy recording the given processes until ``stop()``; raw (collapsed) output."""
+
+    def __init__(self, pids: dict[str, int], directory: Path, rate: int = 200):
+        spy = shutil.which("py-spy")
+        if spy is None:
+            raise RuntimeError("py-spy is not installed: pip install '.[bench]'")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.outputs = {name: directory / f"{name}.txt" for name in pids}
+        self.spies = {
+            name: subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw",
+                                    "--gil", "--nonblocking", "--full-filenames",
+                                    "--rate", str(rate), "--output", str(self.outputs[name])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for name, pid in pids.items()}
+
+    def stop(self) -> dict[str, dict]:
+        """Stop sampling; per process, its samples and each group's share in percent."""
+        for spy in self.spies.values():
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+        report = {}
+        for name, spy in self.spies.items():
+            _, err = spy.communicate(timeout=60)
+            path = self.outputs[name]
+            if not path.exists():
+                raise RuntimeError(f"py-spy wrote nothing for {name}: {err.decode()[-500:]}")
+            report[name] = summarize(path.read_text())
+        return report
+
+
+def summarize(raw: str) -> dict:
+    """Samples per group of a raw py-spy recording, as percentages of all its samples."""
+    counts: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            counts[group_of(stack)] += int(count)
+    total = sum(counts.values())
+    return {"samples": total,
+            "percent": {name: round(100 * n / total, 1) for name, n in counts.most_common()}
+            if total else {}}
