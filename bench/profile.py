@@ -38,13 +38,19 @@ def group_of(stack: str) -> str:
     return OTHER
 
 
+def py_spy() -> str:
+    """The py-spy executable; RuntimeError (with how to install it) when there is none."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise RuntimeError("py-spy is not installed: pip install '.[bench]'")
+    return spy
+
+
 class Recording:
     """py-spy recording the given processes until ``stop()``; raw (collapsed) output."""
 
     def __init__(self, pids: dict[str, int], directory: Path, rate: int = 200):
-        spy = shutil.which("py-spy")
-        if spy is None:
-            raise RuntimeError("py-spy is not installed: pip install '.[bench]'")
+        spy = py_spy()
         directory.mkdir(parents=True, exist_ok=True)
         self.outputs = {name: directory / f"{name}.txt" for name in pids}
         self.spies = {

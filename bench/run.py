@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.harness import Daq, busy_cpu_seconds, private_redis
-from bench.profile import Recording
+from bench.profile import Recording, py_spy
 
 FINISHED = ("succeeded", "failed")
 
@@ -195,9 +195,10 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
         try:
             floor = 2 * seconds  # CoBos in parallel, then the MuTAnT: two transitions
             row = {"sources": n, "seconds_per_transition": seconds, "floor_seconds": floor}
+            timeout = 60 + 2 * n * seconds  # a start's deadline, generous for large N
             start_control(daq, n)
             cpu_before, busy_before, began = daq.cpu_seconds(), busy_cpu_seconds(), time.time()
-            starts = [timed_start(daq, timeout=60 + 2 * n * seconds) for _ in range(reps)]
+            starts = [timed_start(daq, timeout) for _ in range(reps)]
             walls = [wall for _, wall in starts]
             # How loaded the whole machine was (2.0 = both cores busy all along).
             row["busy_cores"] = round((busy_cpu_seconds() - busy_before) / (time.time() - began), 2)
@@ -208,13 +209,13 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
                 name: round(1000 * (used - cpu_before.get(name, 0.0)) / (reps * n), 2)
                 for name, used in daq.cpu_seconds().items()}
             if profile is not None:
-                row["profile"] = profiled_starts(daq, profile / f"n{n}", n * seconds)
+                row["profile"] = profiled_starts(daq, profile / f"n{n}", timeout)
             # Callback latency from Celery's task events, switched on only now: they cost
             # three messages per step, which the timed starts above did not pay.
             events = TaskEvents()
             daq.app().control.enable_events()
             for _ in range(2):
-                workflow_id, _wall = timed_start(daq, timeout=60 + 2 * n * seconds)
+                workflow_id, _wall = timed_start(daq, timeout)
                 time.sleep(0.5)  # the last events still on their way
                 events_out.extend(events.callback_latencies(workflow_id))
             events.stop()
@@ -241,13 +242,13 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
     return rows
 
 
-def profiled_starts(daq: Daq, directory: Path, slack: float) -> dict:
+def profiled_starts(daq: Daq, directory: Path, timeout: float) -> dict:
     """Two starts under py-spy: per process, where its CPU went (percent of samples)."""
     pids = {name: process.pid for name, process in daq.processes.items()}
     recording = Recording(pids, directory)
     try:
         for _ in range(2):
-            timed_start(daq, timeout=60 + 2 * slack)
+            timed_start(daq, timeout)
     finally:
         report = recording.stop()
     return report
@@ -485,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also profile two starts per N with py-spy; raw stacks in DIR")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args(argv)
+    if args.profile and "start" in args.only:
+        try:
+            py_spy()  # now, not after every timed start has run
+        except RuntimeError as exc:
+            parser.error(str(exc))
     # A benchmark stopped with kill still stops every process it started (finally blocks).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
