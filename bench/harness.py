@@ -17,33 +17,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pipelines.simulator.topology import simulated_topology
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def topology_text(n_servers: int, port: int, seconds: float, routers: bool = False) -> str:
-    """N single-source ECC servers behind one simulator port (the last drives the MuTAnT).
-
-    With ``routers``, each source has a data router on the local node and every stop
-    organizes their files and backs up the servers' configs, as in a real DAQ.
-    """
-    defaults = (f"[defaults]\ntransition_timeout = {max(60, 10 * seconds)}\n"
-                f"expected_seconds = {seconds}\n")
-    if routers:
-        defaults += 'config_dir = "ecc-configs"\nbackup_dir = "config-backups"\n'
-    lines = ['[experiment]\nname = "bench"\n',
-             '[[configs]]\nname = "cfg"\ndescribe = "cfg"\nprepare = "cfg"\nconfigure = "cfg"\n',
-             defaults, f"[simulator]\nseconds_per_source = {seconds}\n",
-             '[[nodes]]\nname = "localhost"\n']
-    for i in range(n_servers):
-        mutant = i == n_servers - 1
-        name, source = ("ecc-mutant", "Mutant[master]") if mutant else (f"ecc-{i:04d}", f"CoBo[{i}]")
-        lines.append(f'[[ecc_servers]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/{name}"\n'
-                     f'node = "localhost"\nsources = ["{source}"]\n')
-        if routers:
-            lines.append(f'[[data_routers]]\nname = "router-{i:04d}"\nnode = "localhost"\n'
-                         f'source = "{source}"\nip_address = "127.0.0.1"\nport = {46005 + i}\n'
-                         f'staging_dir = "staging/{i:04d}"\n')
-    return "\n".join(lines)
 
 
 class Process:
@@ -122,7 +98,7 @@ class Daq:
 
     def __init__(self, redis_url: str, n_servers: int, seconds: float, routers: bool = False,
                  keep: bool = False):
-        from pipelines.supervisor import free_port
+        from pipelines.cli.supervisor import free_port
 
         self.n_servers, self.seconds, self.keep = n_servers, seconds, keep
         self.dir = Path(tempfile.mkdtemp(prefix=f"daqflow-bench-{n_servers}-"))
@@ -132,20 +108,24 @@ class Daq:
         self.redis().flushall()  # nothing of an earlier DAQ of this benchmark run
         self.sim_port, self.web_port = free_port(), free_port()
         self.topology = self.dir / "topology.toml"
-        self.topology.write_text(topology_text(n_servers, self.sim_port, seconds, routers))
+        self.topology.write_text(simulated_topology(
+            [self.sim_port] * n_servers, seconds_per_source=seconds,
+            transition_timeout=max(60, 10 * seconds), experiment="bench", routers=routers))
         self.env = dict(os.environ, DAQFLOW_INSTANCE=str(self.instance), REDIS_URL=redis_url,
                         PYTHONUNBUFFERED="1", DAQFLOW_TOPOLOGY=str(self.topology),
                         DAQFLOW_SECRET_KEY=secrets.token_hex(32))
         # The benchmark process reads the same database (its engine follows the URL).
         os.environ["DAQFLOW_INSTANCE"] = str(self.instance)
         self.processes: dict[str, Process] = {}
-        import models
-        from pipelines import accounts, topology
+        from models import migrate
+        from models.vocabulary import Role
+        from pipelines.runcontrol import accounts
+        from pipelines.topology import loading, schema
 
-        models.create_all()
-        topology.load(topology.read(str(self.topology)))
+        migrate.prepare()
+        loading.load(schema.read(str(self.topology)))
         # The benchmark acts as a script does: an operator's API token.
-        accounts.add("bench", secrets.token_hex(16), role="operator")
+        accounts.add("bench", secrets.token_hex(16), role=Role.OPERATOR)
         self.headers = {"Authorization": f"Bearer {accounts.issue_token('bench')}"}
         self.start("simulator", ["-m", "pipelines.cli", "simulate", "--topology",
                                  str(self.topology)], port=self.sim_port)
@@ -155,7 +135,7 @@ class Daq:
     @staticmethod
     def app():
         """daqflow's Celery app, configured from this process's environment."""
-        from pipelines.celery_app import app
+        from pipelines.orchestration.app import app
 
         return app
 
@@ -168,7 +148,7 @@ class Daq:
     def start(self, name: str, args: list[str], port: int | None = None,
               env: dict | None = None) -> Process:
         """Start ``python args...`` in the DAQ's environment; wait for its port if any."""
-        from pipelines.supervisor import wait_for_port
+        from pipelines.cli.supervisor import wait_for_port
 
         process = Process(name, [sys.executable, *args], dict(self.env, **(env or {})), self.dir)
         self.processes[name] = process
@@ -179,10 +159,10 @@ class Daq:
     def start_worker(self, name: str, pool: str, concurrency: int,
                      queues: str = "control") -> Process:
         """A Celery worker; returns once it answers a ping."""
-        from pipelines.celery_app import app
+        from pipelines.orchestration.app import app
 
-        process = self.start(name, ["-m", "celery", "-A", "pipelines.celery_app", "worker",
-                                    "--pool", pool, "--concurrency", str(concurrency),
+        process = self.start(name, ["-m", "celery", "-A", "pipelines.orchestration.app",
+                                    "worker", "--pool", pool, "--concurrency", str(concurrency),
                                     "--queues", queues, "--hostname", f"{name}@%h",
                                     "--loglevel", "WARNING", "--without-gossip",
                                     "--without-mingle"])
@@ -236,7 +216,7 @@ class Daq:
 
 def private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
     """The benchmark run's own Redis; sets REDIS_URL for this process (read on first use)."""
-    from pipelines.supervisor import start_redis
+    from pipelines.cli.supervisor import start_redis
 
     process, url = start_redis(directory)
     os.environ["REDIS_URL"] = url

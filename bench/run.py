@@ -56,11 +56,12 @@ def percentile(values: list[float], q: float) -> float:
 
 def set_ready(daq: Daq) -> None:
     """Every server READY and no run going: simulator and database, without a workflow."""
+    from sqlmodel import update
+
     import models
     from models import ECCServer, Run
-    from models.db import utcnow
-    from pipelines.ecc import EccState
-    from sqlmodel import update
+    from models.columns import utcnow
+    from pipelines.daq.ecc.states import EccState
 
     daq.sim("POST", "/_sim/set", {"server": "*", "state": int(EccState.READY)})
     with models.session() as s:
@@ -110,9 +111,10 @@ def timed_start(daq: Daq, timeout: float) -> tuple[int, float]:
 
 def stage_timeline(workflow_id: int) -> list[dict]:
     """When each stage's steps began and ended, and the stage completed (s after the call)."""
+    from sqlmodel import select
+
     import models
     from models import Stage, Step, Workflow
-    from sqlmodel import select
 
     with models.session() as s:
         t0 = s.get(Workflow, workflow_id).created_at.timestamp()
@@ -138,7 +140,7 @@ class TaskEvents:
     """Captures the workers' task-started events, in a thread."""
 
     def __init__(self):
-        from pipelines.celery_app import app
+        from pipelines.orchestration.app import app
 
         self.app, self.tasks = app, {}
         self.receiver = None
@@ -158,9 +160,10 @@ class TaskEvents:
 
     def callback_latencies(self, workflow_id: int) -> list[float]:
         """Per stage: the callback's start minus the last member's recorded success."""
+        from sqlmodel import func, select
+
         import models
         from models import Stage, Step
-        from sqlmodel import func, select
 
         with models.session() as s:
             stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
@@ -277,11 +280,12 @@ class RoundTrips:
 
 def measure_progress_reads(redis_url: str, n: int, seconds: float, reads: int) -> dict:
     """(2): daqflow's progress read against the usual GroupResult way, same workflow."""
+    from sqlmodel import select
+
     import models
     from models import Stage, Step
-    from pipelines import progress
-    from pipelines.celery_app import app
-    from sqlmodel import select
+    from pipelines.orchestration.app import app
+    from pipelines.runcontrol import progress
 
     daq = Daq(redis_url, n, seconds)
     try:

@@ -1,5 +1,8 @@
-"""daqflow's database: SQLModel tables and the session that reaches them."""
-from models.access import ROLES, Account, AuditEntry  # noqa: F401
+"""daqflow's foundation: settings, vocabulary, SQLModel tables, sessions and migrations.
+
+It imports nothing from ``pipelines`` or ``webui``, so that every layer can use it.
+"""
+from models.access import Account, AuditEntry  # noqa: F401
 from models.daq import (  # noqa: F401
     Config,
     DaqNode,
@@ -10,5 +13,6 @@ from models.daq import (  # noqa: F401
     Run,
     RunFiles,
 )
-from models.db import create_all, get_engine, reset_engine, session  # noqa: F401
-from models.workflow import Stage, Step, StepState, Workflow, WorkflowState  # noqa: F401
+from models.db import get_engine, reset_engine, session  # noqa: F401
+from models.vocabulary import StepState, WorkflowState  # noqa: F401
+from models.workflow import Stage, Step, Workflow  # noqa: F401

@@ -7,30 +7,27 @@ from typing import Optional
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from models.db import UTCDateTime, utcnow
-
-ROLES = ("operator", "viewer")
+from models.columns import timestamp
+from models.vocabulary import Role
 
 
 # A person (or script) who may log in: viewers see everything, operators also act.
 class Account(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=64)
-    role: str = Field(default="viewer", max_length=16)
+    role: str = Field(default=Role.VIEWER.value, max_length=16)
     # werkzeug's salted scrypt hash; the password itself is never stored.
     password_hash: str = Field(max_length=255)
     # SHA-256 of the account's API token: tokens are random, so a fast hash suffices
     # and lets a request find its account by one indexed lookup.
     token_hash: Optional[str] = Field(default=None, index=True, unique=True, max_length=64)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = timestamp(now=True)
 
 
 # One action someone took (start, stop, transition, replay, node check, account change).
 class AuditEntry(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    at: datetime = timestamp(now=True)
     # Account name, or "cli:<login>" for the command line on the control host.
     actor: str = Field(index=True, max_length=80)
     action: str = Field(max_length=32)

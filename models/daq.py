@@ -4,14 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.db import UTCDateTime
-
-
-def _ts(nullable: bool = True):
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+from models.columns import timestamp
+from models.vocabulary import RunClass
 
 
 # An experiment and its run counter; exactly one is active at a time.
@@ -30,12 +27,12 @@ class Run(SQLModel, table=True):
     experiment_id: int = Field(foreign_key="experiment.id", index=True)
     number: int
     title: str = Field(default="", max_length=500)
-    run_class: str = Field(default="TEST", max_length=8)
+    run_class: str = Field(default=RunClass.TEST.value, max_length=8)
     config_name: str = Field(default="", max_length=200)
-    started_at: Optional[datetime] = _ts()
-    stopped_at: Optional[datetime] = _ts()
+    started_at: Optional[datetime] = timestamp()
+    stopped_at: Optional[datetime] = timestamp()
     # When every data router's files of this run were organized (None: not yet).
-    files_organized_at: Optional[datetime] = _ts()
+    files_organized_at: Optional[datetime] = timestamp()
 
     @property
     def duration_seconds(self) -> Optional[float]:
@@ -78,14 +75,14 @@ class ECCServer(SQLModel, table=True):
     # Last state seen by a refresh (None: never seen), and when/why it failed.
     state: Optional[int] = Field(default=None)
     online: Optional[bool] = Field(default=None)
-    last_seen_at: Optional[datetime] = _ts()
+    last_seen_at: Optional[datetime] = timestamp()
     last_error: Optional[str] = Field(default=None, max_length=2000)
     # Where the server reads its .xcfg files, and where a stop backs them up (on its node).
     config_dir: Optional[str] = Field(default=None, max_length=1000)
     backup_dir: Optional[str] = Field(default=None, max_length=1000)
     # Last process check on its node: getEccSoapServer running (None: unknown), and why not.
     process_running: Optional[bool] = Field(default=None)
-    process_checked_at: Optional[datetime] = _ts()
+    process_checked_at: Optional[datetime] = timestamp()
     process_error: Optional[str] = Field(default=None, max_length=2000)
 
 
@@ -101,7 +98,7 @@ class DataRouter(SQLModel, table=True):
     # Last check: router process running, .graw files left in staging (None: unknown).
     online: Optional[bool] = Field(default=None)
     graw_files: Optional[int] = Field(default=None)
-    checked_at: Optional[datetime] = _ts()
+    checked_at: Optional[datetime] = timestamp()
     last_error: Optional[str] = Field(default=None, max_length=2000)
 
     @property
@@ -135,4 +132,4 @@ class RunFiles(SQLModel, table=True):
     folder: str = Field(max_length=2000)
     files: int = Field(default=0)
     bytes: int = Field(default=0)
-    recorded_at: Optional[datetime] = _ts()
+    recorded_at: Optional[datetime] = timestamp()

@@ -1,8 +1,10 @@
 """Schema migrations with Alembic: `daqflow db upgrade`, and the start-up check.
 
-The tables are defined in ``models``; every change to them from here on comes
-with a migration in ``models/migrations/versions`` (``daqflow db revision -m``
-writes one from the difference). A new database is created by running them all.
+The tables are defined in ``models``; every change to them comes with a migration
+in ``models/migrations/versions`` (``revision()`` writes one from the difference).
+A new database is created by running them all. Commands call ``prepare()`` before
+they use the database; the web app factory does not (``daqflow up`` and ``daqflow
+web`` prepare it first), as Flask's ``init-db`` pattern has it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from models.db import database_url, get_engine
+from models.db import get_engine
+from models.settings import database_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

@@ -2,40 +2,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Optional
 
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from models.db import UTCDateTime, utcnow
-
-
-class WorkflowState(str, Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class StepState(str, Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    LOST = "lost"
-
-
-ACTIVE_STATES = (WorkflowState.PENDING.value, WorkflowState.RUNNING.value)
-
-
-def _ts():
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+from models.columns import timestamp
+from models.vocabulary import StepState, WorkflowState
 
 
 # One run start, run stop or collective transition, as an operator asked for it.
 class Workflow(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
+    # A WorkflowKind.
     kind: str = Field(index=True, max_length=32)
     run_id: Optional[int] = Field(default=None, foreign_key="run.id")
     state: str = Field(default=WorkflowState.PENDING.value, index=True, max_length=16)
@@ -46,10 +25,8 @@ class Workflow(SQLModel, table=True):
     error: Optional[str] = Field(default=None, max_length=4000)
     # Owner token of the run-control lock this workflow holds until it ends.
     lock_token: Optional[str] = Field(default=None, max_length=64)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    finished_at: Optional[datetime] = _ts()
+    created_at: datetime = timestamp(now=True)
+    finished_at: Optional[datetime] = timestamp()
 
 
 # One stage of a workflow: a Celery group of steps followed by a chord callback.
@@ -63,7 +40,7 @@ class Stage(SQLModel, table=True):
     callback_task_id: Optional[str] = Field(default=None, max_length=64)
     state: str = Field(default=WorkflowState.PENDING.value, max_length=16)
     error: Optional[str] = Field(default=None, max_length=4000)
-    finished_at: Optional[datetime] = _ts()
+    finished_at: Optional[datetime] = timestamp()
 
 
 # One attempt of one member of a stage: an ECC server's transition, or a node's files.
@@ -80,7 +57,7 @@ class Step(SQLModel, table=True):
     state: str = Field(default=StepState.PENDING.value, max_length=16)
     # Seconds this transition is expected to take (from the server's history).
     expected_seconds: Optional[float] = Field(default=None)
-    started_at: Optional[datetime] = _ts()
-    finished_at: Optional[datetime] = _ts()
+    started_at: Optional[datetime] = timestamp()
+    finished_at: Optional[datetime] = timestamp()
     duration: Optional[float] = Field(default=None)
     error: Optional[str] = Field(default=None, max_length=4000)

@@ -5,9 +5,13 @@ import json
 
 from flask import Blueprint, jsonify, request
 
-from pipelines import accounts, progress, replay, workflows
+from models.vocabulary import TRANSITION_KINDS, WorkflowKind
+from pipelines.runcontrol import accounts, launching, progress, replay
+from pipelines.runcontrol import status as daq_status
+from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
 from webui import auth
-from webui.views import TRANSITIONS, Invalid, error_status, parse_start
+from webui.errors import error_status
+from webui.inputs import Invalid, parse_start
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -28,25 +32,12 @@ def _json_body() -> dict:
     return data
 
 
-@bp.errorhandler(workflows.Refused)
-@bp.errorhandler(workflows.NotFound)
-@bp.errorhandler(workflows.Unavailable)
+@bp.errorhandler(Refused)
+@bp.errorhandler(NotFound)
+@bp.errorhandler(Unavailable)
 @bp.errorhandler(Invalid)
 def _error(exc: Exception):
     return jsonify(error=str(exc)), error_status(exc)
-
-
-def register_json_errors(app) -> None:
-    """Answer JSON under /api for unknown URLs and methods, bad encodings and floods."""
-    from flask import render_template_string
-
-    def http_error(exc):
-        if request.path.startswith("/api/"):
-            return jsonify(error=exc.description), exc.code
-        return render_template_string("{{ e.code }} {{ e.name }}: {{ e.description }}", e=exc), exc.code
-
-    for code in (400, 404, 405, 413):
-        app.register_error_handler(code, http_error)
 
 
 def _accepted(workflow_id: int):
@@ -57,7 +48,7 @@ def _accepted(workflow_id: int):
 def start_run():
     """``{"title", "run_class"}`` -> 202 ``{"workflow_id"}``."""
     title, run_class = parse_start(_json_body())
-    return _accepted(workflows.launch("start_run", title=title, run_class=run_class,
+    return _accepted(launching.launch(WorkflowKind.START_RUN, title=title, run_class=run_class,
                                       actor=auth.actor()))
 
 
@@ -66,17 +57,17 @@ def stop_run():
     """-> 202 ``{"workflow_id"}``."""
     if _json_body():
         raise Invalid("stop takes no fields")
-    return _accepted(workflows.launch("stop_run", actor=auth.actor()))
+    return _accepted(launching.launch(WorkflowKind.STOP_RUN, actor=auth.actor()))
 
 
 @bp.post("/transitions/<name>")
 def transition(name: str):
     """Describe, prepare, configure or reset every source -> 202 ``{"workflow_id"}``."""
-    if name not in TRANSITIONS:
-        raise workflows.NotFound(f"no transition {name!r}; use one of {', '.join(TRANSITIONS)}")
+    if name not in TRANSITION_KINDS:
+        raise NotFound(f"no transition {name!r}; use one of {', '.join(TRANSITION_KINDS)}")
     if _json_body():
         raise Invalid("transitions take no fields")
-    return _accepted(workflows.launch(name, actor=auth.actor()))
+    return _accepted(launching.launch(WorkflowKind(name), actor=auth.actor()))
 
 
 @bp.post("/workflows/<int(max=2147483647):workflow_id>/replay")
@@ -96,4 +87,4 @@ def workflow(workflow_id: int):
 @bp.get("/status")
 def status():
     """Overall DAQ state, current run, active workflow, servers and sources."""
-    return jsonify(progress.status())
+    return jsonify(daq_status.status())

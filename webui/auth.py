@@ -12,13 +12,29 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from flask import (Blueprint, g, jsonify, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, g, jsonify, redirect, render_template, session, url_for
+from htmx_flask import make_response, request
 
-from pipelines import accounts
-from webui.views import refusal_message
+from models.vocabulary import Role
+from pipelines.runcontrol import accounts
+from webui.errors import refusal_message
 
 bp = Blueprint("auth", __name__)
+
+SECRET_KEY_MIN = 32
+
+
+class MissingSecretKey(RuntimeError):
+    """No (or too short a) secret key: sessions could be forged; the message says what to do."""
+
+
+def check_secret_key(secret: str | None) -> None:
+    """Raise MissingSecretKey unless ``secret`` can sign login cookies (32+ characters)."""
+    if not secret or len(secret) < SECRET_KEY_MIN:
+        raise MissingSecretKey(
+            f"DAQFLOW_SECRET_KEY must be set to at least {SECRET_KEY_MIN} random characters "
+            "(it signs the login cookies); make one with: python3 -c 'import secrets; "
+            "print(secrets.token_hex(32))'. `daqflow up --demo` makes its own.")
 
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -49,11 +65,8 @@ def _deny(status: int, message: str):
     if _is_api() or g.get("via") == "token":
         return jsonify(error=message), status
     if status == 401:
-        if request.headers.get("HX-Request"):
-            response = jsonify(error=message)
-            response.status_code = 401
-            response.headers["HX-Redirect"] = url_for("auth.login")
-            return response
+        if request.htmx:
+            return make_response(jsonify(error=message), 401, redirect=url_for("auth.login"))
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     return refusal_message(message, status)
 
@@ -98,7 +111,7 @@ def guard():
         return _deny(400, "missing or wrong CSRF token: reload the page and try again")
     if public:
         return None
-    if changes and request.endpoint != "auth.logout" and g.account.role != "operator":
+    if changes and request.endpoint != "auth.logout" and g.account.role != Role.OPERATOR:
         return _deny(403, f"{g.account.name} is a viewer: only operators change the DAQ")
     return None
 

@@ -5,9 +5,10 @@ from flask import Blueprint, abort, current_app, make_response, render_template
 from sqlmodel import select
 
 from models import Run, Workflow, session
-from pipelines import accounts, progress, replay, workflows
+from pipelines.runcontrol import accounts, progress, replay
+from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
 from webui import auth
-from webui.views import refusal
+from webui.errors import refusal
 
 bp = Blueprint("history", __name__, url_prefix="/workflows")
 
@@ -24,7 +25,7 @@ def index():
 def _workflow_or_404(workflow_id: int) -> dict:
     try:
         return progress.read(workflow_id)
-    except workflows.NotFound:
+    except NotFound:
         abort(404)
 
 
@@ -51,6 +52,6 @@ def replay_failed(workflow_id: int):
     """The "Replay failed steps" button; answers the workflow section, now polling."""
     try:
         replay.replay(workflow_id, actor=auth.actor())
-    except (workflows.Refused, workflows.NotFound, workflows.Unavailable) as exc:
+    except (Refused, NotFound, Unavailable) as exc:
         return refusal(exc)
     return make_response(_render("history/_workflow.html", workflow_id), 202)

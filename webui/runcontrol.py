@@ -4,26 +4,31 @@ from __future__ import annotations
 import threading
 import time
 
-from flask import Blueprint, current_app, make_response, render_template, request
+from flask import Blueprint, current_app, render_template, request
+from htmx_flask import make_response
 
-from pipelines import accounts, progress, routers, workflows
+from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind
+from pipelines.daq.nodes import checks
+from pipelines.runcontrol import accounts, launching, progress, status
+from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
 from webui import auth
-from webui.views import TRANSITIONS, Invalid, parse_start, refusal
+from webui.errors import refusal
+from webui.inputs import Invalid, parse_start
 
 bp = Blueprint("runcontrol", __name__)
 
 
 def live_context() -> dict:
     """Everything the live section shows: status, and the active (or last) workflow."""
-    status = progress.status()
-    workflow_id = status["active_workflow"] or status["last_workflow"]
+    daq = status.status()
+    workflow_id = daq["active_workflow"] or daq["last_workflow"]
     workflow = progress.read(workflow_id) if workflow_id else None
     by_server = {}
     if workflow:
         for stage in workflow["stages"]:
             for step in stage["steps"]:
                 by_server[step["target"]] = step
-    return {"status": status, "workflow": workflow, "step_of": by_server,
+    return {"status": daq, "workflow": workflow, "step_of": by_server,
             "poll_seconds": current_app.config["POLL_SECONDS"]}
 
 
@@ -42,17 +47,17 @@ class _LiveCache:
             return self.html
 
 
-def _live(status_code: int = 200, fresh: bool = False):
+def _live(status_code: int = 200, fresh: bool = False, trigger: str | None = None):
     cache = current_app.extensions.setdefault("daqflow_live", _LiveCache())
     max_age = 0.0 if fresh else current_app.config["LIVE_CACHE_SECONDS"]
-    return make_response(cache.get(max_age), status_code)
+    return make_response(cache.get(max_age), status_code, trigger=trigger)
 
 
 @bp.get("/")
 def page():
     """The run-control page."""
-    return render_template("runcontrol/page.html", transitions=TRANSITIONS,
-                           run_classes=workflows.RUN_CLASSES, **live_context())
+    return render_template("runcontrol/page.html", transitions=TRANSITION_KINDS,
+                           run_classes=list(RunClass), **live_context())
 
 
 @bp.get("/live")
@@ -61,14 +66,12 @@ def live():
     return _live()
 
 
-def _launch(kind: str, **kwargs):
+def _launch(kind: WorkflowKind, **kwargs):
     try:
-        workflows.launch(kind, actor=auth.actor(), **kwargs)
-    except (workflows.Refused, workflows.Unavailable) as exc:
+        launching.launch(kind, actor=auth.actor(), **kwargs)
+    except (Refused, Unavailable) as exc:
         return refusal(exc)
-    response = _live(202, fresh=True)
-    response.headers["HX-Trigger"] = "daqflow-clear-message"
-    return response
+    return _live(202, fresh=True, trigger="daqflow-clear-message")
 
 
 @bp.post("/actions/start")
@@ -80,26 +83,26 @@ def start_run():
         title, run_class = parse_start(fields)
     except Invalid as exc:
         return refusal(exc)
-    return _launch("start_run", title=title, run_class=run_class)
+    return _launch(WorkflowKind.START_RUN, title=title, run_class=run_class)
 
 
 @bp.post("/actions/stop")
 def stop_run():
     """Stop the run that is going."""
-    return _launch("stop_run")
+    return _launch(WorkflowKind.STOP_RUN)
 
 
 @bp.post("/actions/transition/<name>")
 def transition(name: str):
     """Describe, prepare, configure or reset every source."""
-    if name not in TRANSITIONS:
-        return refusal(workflows.NotFound(f"no transition {name!r}"))
-    return _launch(name)
+    if name not in TRANSITION_KINDS:
+        return refusal(NotFound(f"no transition {name!r}"))
+    return _launch(WorkflowKind(name))
 
 
 @bp.post("/actions/check-routers")
 def check_routers():
     """Check every node now: data routers (process, staging clean) and ECC server processes."""
-    routers.check_nodes()
+    checks.check_nodes()
     accounts.note(auth.actor(), "check_nodes")
     return _live(fresh=True)

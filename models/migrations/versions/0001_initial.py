@@ -4,11 +4,11 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-22 05:41:00.231699
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import models.db
+from alembic import op
 
+import models.columns
 
 revision = '0001'
 down_revision = None
@@ -62,7 +62,7 @@ def upgrade() -> None:
     sa.Column('staging_dir', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
     sa.Column('online', sa.Boolean(), nullable=True),
     sa.Column('graw_files', sa.Integer(), nullable=True),
-    sa.Column('checked_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('checked_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.ForeignKeyConstraint(['node_id'], ['daqnode.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -79,12 +79,12 @@ def upgrade() -> None:
     sa.Column('expected_seconds', sa.Float(), nullable=False),
     sa.Column('state', sa.Integer(), nullable=True),
     sa.Column('online', sa.Boolean(), nullable=True),
-    sa.Column('last_seen_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_seen_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.Column('config_dir', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.Column('backup_dir', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.Column('process_running', sa.Boolean(), nullable=True),
-    sa.Column('process_checked_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('process_checked_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.Column('process_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.ForeignKeyConstraint(['node_id'], ['daqnode.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -99,9 +99,9 @@ def upgrade() -> None:
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('run_class', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('config_name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('started_at', models.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('stopped_at', models.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('files_organized_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', models.columns.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('stopped_at', models.columns.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('files_organized_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['experiment_id'], ['experiment.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('experiment_id', 'number')
@@ -131,7 +131,7 @@ def upgrade() -> None:
     sa.Column('folder', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
     sa.Column('files', sa.Integer(), nullable=False),
     sa.Column('bytes', sa.Integer(), nullable=False),
-    sa.Column('recorded_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('recorded_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['run.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('run_id', 'kind', 'target')
@@ -148,8 +148,8 @@ def upgrade() -> None:
     sa.Column('callback_task_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
     sa.Column('lock_token', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('created_at', models.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', models.columns.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['run.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -167,7 +167,7 @@ def upgrade() -> None:
     sa.Column('callback_task_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
-    sa.Column('finished_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['workflow_id'], ['workflow.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -184,8 +184,8 @@ def upgrade() -> None:
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('expected_seconds', sa.Float(), nullable=True),
-    sa.Column('started_at', models.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', models.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', models.columns.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.Column('duration', sa.Float(), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
     sa.ForeignKeyConstraint(['stage_id'], ['stage.id'], ),

@@ -4,11 +4,11 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22 06:13:43.010316
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import models.db
+from alembic import op
 
+import models.columns
 
 revision = '0002'
 down_revision = '0001'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('role', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('password_hash', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('created_at', models.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', models.columns.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('account', schema=None) as batch_op:
@@ -33,7 +33,7 @@ def upgrade() -> None:
 
     op.create_table('auditentry',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('at', models.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', models.columns.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('workflow_id', sa.Integer(), nullable=True),

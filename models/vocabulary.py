@@ -1,0 +1,83 @@
+"""daqflow's words, defined once: workflow kinds, states and their groupings, run classes,
+roles, and the operations of file steps. The CLI, the API, the forms and the records all
+take them from here; the database stores their values.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class WorkflowKind(StrEnum):
+    """What an operator asked for: a collective transition, or a run start or stop."""
+
+    DESCRIBE = "describe"
+    PREPARE = "prepare"
+    CONFIGURE = "configure"
+    RESET = "reset"
+    START_RUN = "start_run"
+    STOP_RUN = "stop_run"
+
+
+# The transitions an operator asks for by name (buttons, `daqflow transition`, the API).
+TRANSITION_KINDS: tuple[WorkflowKind, ...] = (
+    WorkflowKind.DESCRIBE, WorkflowKind.PREPARE, WorkflowKind.CONFIGURE, WorkflowKind.RESET)
+
+
+class RunClass(StrEnum):
+    """What a run is for, as the run sheet records it."""
+
+    TEST = "TEST"
+    PROD = "PROD"
+    BEAM = "BEAM"
+    JUNK = "JUNK"
+    PULS = "PULS"
+
+
+class Role(StrEnum):
+    """Viewers see everything; operators also change the DAQ."""
+
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+class WorkflowState(StrEnum):
+    """Where a workflow, or one of its stages, is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StepState(StrEnum):
+    """Where one attempt of one step is; ``lost`` when no live worker runs it any more."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+# A workflow or stage in one of these has not ended: it holds the run-control lock.
+ACTIVE_STATES: tuple[str, ...] = (WorkflowState.PENDING, WorkflowState.RUNNING)
+# A step in one of these has not ended yet (it may still be in the broker, or running).
+UNFINISHED_STEP_STATES: tuple[str, ...] = (StepState.PENDING, StepState.RUNNING)
+# A step in one of these will not change any more (a replay makes a new attempt).
+ENDED_STEP_STATES: tuple[str, ...] = (StepState.SUCCEEDED, StepState.FAILED, StepState.LOST)
+# A step in one of these did not do its work.
+UNSUCCESSFUL_STEP_STATES: tuple[str, ...] = (StepState.FAILED, StepState.LOST)
+
+
+class FilesOperation(StrEnum):
+    """The operations of the end-of-run stages, on the nodes (ECC operations are the ECC's)."""
+
+    ORGANIZE = "organize"
+    BACKUP = "backup"
+
+
+class FilesKind(StrEnum):
+    """What a run's file record counts: a data router's data, or an ECC server's configs."""
+
+    DATA = "data"
+    CONFIGS = "configs"

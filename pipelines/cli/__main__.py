@@ -1,0 +1,4 @@
+"""``python -m pipelines.cli``: the ``daqflow`` command."""
+from pipelines.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""``daqflow run``, ``transition``, ``status`` and ``unlock``: driving the DAQ from a shell."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind, WorkflowState
+from pipelines.cli.common import EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE, database, fail
+
+
+def refused_or_unavailable(exc: Exception):
+    """Exit 3 for a run-control rule, 4 for an unreachable broker."""
+    from pipelines.runcontrol.errors import Refused
+
+    fail(str(exc), code=EXIT_REFUSED if isinstance(exc, Refused) else EXIT_UNAVAILABLE)
+
+
+def _launch(kind: WorkflowKind, wait: bool, **kwargs):
+    from pipelines.runcontrol import launching
+    from pipelines.runcontrol.errors import Refused, Unavailable
+
+    database()
+    try:
+        workflow_id = launching.launch(kind, **kwargs)
+    except (Refused, Unavailable) as exc:
+        refused_or_unavailable(exc)
+    click.echo(f"workflow {workflow_id} ({kind}) started")
+    if wait:
+        sys.exit(wait_for_workflow(workflow_id))
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+    filled = int(round(fraction * width))
+    return "#" * filled + "." * (width - filled)
+
+
+def wait_for_workflow(workflow_id: int, interval: float = 0.5) -> int:
+    """Show a workflow's stages until it ends; 0 if it succeeded, 1 if not."""
+    from pipelines.runcontrol import progress
+
+    interactive = sys.stdout.isatty()
+    last = None
+    while True:
+        view = progress.read(workflow_id)
+        lines = [f"  {st['name']:<20} [{_bar(st['done'] / st['total'] if st['total'] else 0)}] "
+                 f"{st['done']}/{st['total']} {st['state']}" for st in view["stages"]]
+        if interactive and last is not None:
+            sys.stdout.write(f"\x1b[{len(last)}F")
+        if interactive or lines != last:
+            click.echo("\n".join(lines))
+        last = lines
+        if not view["active"]:
+            break
+        time.sleep(interval)
+    click.echo(f"workflow {workflow_id} {view['state']}")
+    if view["error"]:
+        click.echo(view["error"], err=True)
+    return 0 if view["state"] == WorkflowState.SUCCEEDED else EXIT_FAILED
+
+
+@click.group()
+def run():
+    """Start and stop runs."""
+
+
+@run.command("start")
+@click.option("--title", default="", help="Run title.")
+@click.option("--class", "run_class", default=RunClass.TEST.value, show_default=True,
+              type=click.Choice([run_class.value for run_class in RunClass]))
+@click.option("--wait", is_flag=True, help="Show progress; exit 0 only if the run started.")
+def run_start(title, run_class, wait):
+    """Start a run (every source must be READY)."""
+    _launch(WorkflowKind.START_RUN, wait, title=title, run_class=run_class)
+
+
+@run.command("stop")
+@click.option("--wait", is_flag=True, help="Show progress; exit 0 only if the run stopped.")
+def run_stop(wait):
+    """Stop the run that is going."""
+    _launch(WorkflowKind.STOP_RUN, wait)
+
+
+@click.command()
+@click.argument("name", type=click.Choice([kind.value for kind in TRANSITION_KINDS]))
+@click.option("--wait", is_flag=True, help="Show progress; exit 0 only on success.")
+def transition(name, wait):
+    """Take every source through a transition (reset: one step back)."""
+    _launch(WorkflowKind(name), wait)
+
+
+@click.command()
+@click.option("--yes", is_flag=True, help="Confirm that no workflow is running any more.")
+def unlock(yes):
+    """Free the run-control lock of a workflow whose process died (it also expires)."""
+    from pipelines.runcontrol import lock
+
+    if not yes:
+        fail("unlock frees run control for everyone; check that no workflow is running, "
+             "then repeat with --yes")
+    lock.clear()
+    click.echo("run-control lock released")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json):
+    """The DAQ's overall state, the current run and the active workflow."""
+    from pipelines.runcontrol import status as daq_status
+
+    database()
+    view = daq_status.status()
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    run_line = (f"run {view['run']['number']} '{view['run']['title']}' since "
+                f"{view['run']['started_at']}" if view["run"] else "no run is going")
+    click.echo(f"experiment {view['experiment']}: DAQ {view['state']}, {run_line}")
+    if view["active_workflow"]:
+        click.echo(f"active workflow: {view['active_workflow']}")
+    for source in view["sources"]:
+        click.echo(f"  {source['name']:<16} {source['ecc_server']:<16} {source['state']}")

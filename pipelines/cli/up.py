@@ -1,0 +1,119 @@
+"""``daqflow up`` (everything one host runs) and ``daqflow web`` (the page alone)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pipelines.cli.common import database, fail
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to serve on  [default: DAQFLOW_HOST].")
+@click.option("--port", default=None, type=int, help="Port to serve on  [default: DAQFLOW_PORT].")
+def web(host, port):
+    """Serve the web interface (needs DAQFLOW_SECRET_KEY)."""
+    from werkzeug.serving import run_simple
+
+    from models import settings
+    from webui import create_app
+    from webui.auth import MissingSecretKey
+
+    database()  # the app factory leaves the schema to commands
+    try:
+        app = create_app()
+    except MissingSecretKey as exc:
+        fail(str(exc))
+    run_simple(host or settings.WEB_HOST.get(), port or settings.WEB_PORT.get(), app,
+               threaded=True, use_reloader=False)
+
+
+@click.command()
+@click.option("--demo", is_flag=True, help="Simulated DAQ: SQLite, private Redis, ECC simulator.")
+@click.option("--topology", "path", type=click.Path(dir_okay=False), default=None,
+              help="Load this topology before starting  [default: DAQFLOW_TOPOLOGY].")
+@click.option("--port", default=None, type=int, help="Web server port  [default: DAQFLOW_PORT].")
+@click.option("--flower", is_flag=True, help="Also run Flower (pip install '.[flower]').")
+@click.option("--control-workers", type=int, default=lambda: min(os.cpu_count() or 1, 4),
+              show_default="one per core, up to 4",
+              help="Control worker processes (each a thread pool) on this host.")
+def up(demo, path, port, flower, control_workers):
+    """Start every process of this host (Ctrl-C stops them all)."""
+    from models import migrate, settings
+    from pipelines.cli import processes, supervisor
+    from pipelines.topology import DEMO_TOPOLOGY, loading, schema
+
+    instance = settings.instance_dir()
+    port = port or settings.WEB_PORT.get()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", DAQFLOW_INSTANCE=str(instance))
+    path = path or (DEMO_TOPOLOGY if demo else settings.TOPOLOGY.get())
+    migrate.prepare(auto_upgrade=demo)  # a real lab upgrades deliberately
+    if demo:
+        env["DAQFLOW_SECRET_KEY"] = _demo_secret_key(instance)
+        password = _demo_operator()
+        click.echo(f"demo operator: name 'operator', password '{password}' "
+                   "(a new one at every start)")
+    else:
+        from webui.auth import MissingSecretKey, check_secret_key
+
+        try:
+            check_secret_key(settings.SECRET_KEY.get())
+        except MissingSecretKey as exc:  # before any process starts, not in the web's log
+            fail(str(exc))
+    topology = None
+    if path:
+        try:
+            loading.load(schema.read(path))
+        except schema.TopologyError as exc:
+            fail(str(exc))
+        topology = Path(path).resolve()
+        env["DAQFLOW_TOPOLOGY"] = str(topology)
+    commands = processes.processes(instance, topology, port)
+    if not demo:
+        commands.pop("simulator")
+    if not flower:
+        commands.pop("flower")
+    commands = processes.scale(commands, "control", control_workers)
+    redis_process = None
+    if not (settings.REDIS_URL.get() or settings.BROKER_URL.get()):
+        redis_process, url = supervisor.start_redis(instance)
+        env["REDIS_URL"] = url
+        settings.redis_url_file().write_text(url)
+        click.echo(f"private Redis at {url} (pid {redis_process.pid})")
+    click.echo(f"daqflow on http://{settings.WEB_HOST.get()}:{port}/ — Ctrl-C stops everything")
+    try:
+        code = supervisor.run_processes(commands, env)
+    finally:
+        if redis_process is not None:
+            supervisor.stop_all([redis_process])
+            settings.redis_url_file().unlink(missing_ok=True)
+    sys.exit(code)
+
+
+def _demo_secret_key(instance: Path) -> str:
+    """The demo's own secret key, kept in the instance folder so logins survive a restart."""
+    import secrets
+
+    from models import settings
+
+    if settings.SECRET_KEY.get():
+        return settings.SECRET_KEY.get()
+    path = instance / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _demo_operator() -> str:
+    """(Re)create the demo's operator account with a fresh password; returns it."""
+    import secrets
+
+    from models.vocabulary import Role
+    from pipelines.runcontrol import accounts
+
+    password = secrets.token_urlsafe(9)
+    accounts.add("operator", password, role=Role.OPERATOR, replace=True)
+    return password

@@ -1,0 +1,61 @@
+"""Driving one ECC server through one transition until GetState confirms it."""
+from __future__ import annotations
+
+import time
+
+from pipelines.daq.ecc.client import EccClient, EccError
+from pipelines.daq.ecc.payloads import ConfigId, DataLink
+from pipelines.daq.ecc.states import EccState, state_name
+
+
+def poll_delay(elapsed: float, expected: float) -> float:
+    """Seconds to wait before the next GetState.
+
+    Long waits while the transition cannot be done yet, short ones near its
+    expected end: hundreds of servers are polled at once, and the operator's
+    wait should overshoot the real end by only a few tens of milliseconds.
+    """
+    early = 0.8 * expected - elapsed
+    if early > 0:
+        return min(early, 1.0)
+    return min(max(expected / 20, 0.02), 0.25)
+
+
+def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
+          links: list[DataLink], deadline_seconds: float, expected_seconds: float,
+          on_progress=None, clock=None, sleep=None) -> bool:
+    """Take a server through one transition and wait until it is confirmed.
+
+    Idempotent: a server already settled in ``target`` succeeds at once without
+    anything being sent (returns False); a server already moving to ``target``
+    (a redelivered task) is only watched. Otherwise the operation is sent and
+    GetState polled until ``Transition == 0`` and ``State == target``. Returns
+    True when the operation was sent. Raises EccError on any failure, including
+    the deadline (enforced here: thread pools ignore Celery's soft time limits).
+    """
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
+    started = clock()
+    report = client.get_state()
+    if report.settled and report.state == target:
+        return False
+    sent = False
+    if report.settled or report.transition != target:
+        client.transition(operation, config, links)
+        sent = True
+    while True:
+        elapsed = clock() - started
+        if on_progress:
+            on_progress(elapsed, expected_seconds)
+        if elapsed >= deadline_seconds:
+            raise EccError(client.name, operation,
+                           f"not confirmed within its deadline of {deadline_seconds:g} s "
+                           f"(last seen: state {state_name(report.state)}, "
+                           f"transition {report.transition})")
+        sleep(min(poll_delay(elapsed, expected_seconds), max(deadline_seconds - elapsed, 0.01)))
+        report = client.get_state()
+        if report.settled:
+            if report.state == target:
+                return sent
+            raise EccError(client.name, operation,
+                           f"transition ended in state {state_name(report.state)}, "
+                           f"not {target.name}")

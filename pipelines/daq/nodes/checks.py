@@ -1,0 +1,136 @@
+"""Node checks: is each data router's process running and its staging directory clean,
+and is each ECC server's getEccSoapServer process running.
+
+One SSH command per node checks every router and ECC server on it; nodes are
+checked in parallel. The outcome is written to the DataRouter and ECCServer rows,
+which the run-control page shows, and a start is refused while any staging
+directory is dirty.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlmodel import select
+
+from models import DaqNode, DataRouter, ECCServer, session
+from models.columns import utcnow
+from pipelines.daq.nodes.connection import Node, NodeAccess, NodeError, access_of
+from pipelines.daq.nodes.files import ECC_PROCESS, ROUTER_PROCESS, check
+
+
+@dataclass(frozen=True)
+class RouterStatus:
+    """One router as last checked; ``error`` says why the check could not tell."""
+
+    name: str
+    node: str
+    staging_dir: str
+    online: bool | None
+    graw_files: int | None
+    error: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.graw_files == 0
+
+    def problem(self) -> str | None:
+        """Why a run may not start on top of this router, or None."""
+        if self.error:
+            return f"{self.name}: cannot check its staging directory ({self.error})"
+        if self.graw_files is None:
+            return f"{self.name}: staging directory {self.staging_dir} does not exist"
+        if self.graw_files:
+            return (f"{self.name}: staging directory {self.staging_dir} holds "
+                    f"{self.graw_files} .graw file(s) of an earlier run")
+        return None
+
+
+@dataclass(frozen=True)
+class EccProcessStatus:
+    """Whether an ECC server's getEccSoapServer runs on its node (None: could not tell)."""
+
+    name: str
+    node: str
+    running: bool | None
+    error: str | None = None
+
+
+@dataclass
+class _NodeWork:
+    """What one SSH session on a node checks: its routers and its ECC servers."""
+
+    routers: list[tuple[str, str]] = field(default_factory=list)
+    ecc_servers: list[str] = field(default_factory=list)
+
+
+def _check_node(access: NodeAccess, work: _NodeWork):
+    dirs = [staging for _, staging in work.routers]
+    processes = ((ROUTER_PROCESS,) if work.routers else ()) + \
+        ((ECC_PROCESS,) if work.ecc_servers else ())
+    try:
+        with Node(access) as node:
+            found = check(node, dirs, processes)
+    except NodeError as exc:
+        return ([RouterStatus(name, access.name, staging, None, None, str(exc))
+                 for name, staging in work.routers],
+                [EccProcessStatus(name, access.name, None, str(exc)) for name in work.ecc_servers])
+    return ([RouterStatus(name, access.name, staging, found.processes[ROUTER_PROCESS],
+                          found.graw_files[staging]) for name, staging in work.routers],
+            [EccProcessStatus(name, access.name, found.processes[ECC_PROCESS])
+             for name in work.ecc_servers])
+
+
+def check_nodes() -> tuple[list[RouterStatus], list[EccProcessStatus]]:
+    """Check every node once: its data routers and its ECC servers' processes; record it all."""
+    with session() as s:
+        routers = s.exec(select(DataRouter, DaqNode)
+                         .join(DaqNode, DataRouter.node_id == DaqNode.id)
+                         .order_by(DataRouter.name)).all()
+        servers = s.exec(select(ECCServer, DaqNode)
+                         .join(DaqNode, ECCServer.node_id == DaqNode.id)
+                         .order_by(ECCServer.name)).all()
+        by_node: dict[NodeAccess, _NodeWork] = {}
+        for router, node in routers:
+            by_node.setdefault(access_of(node), _NodeWork()).routers.append(
+                (router.name, router.staging_dir))
+        for server, node in servers:
+            by_node.setdefault(access_of(node), _NodeWork()).ecc_servers.append(server.name)
+    if not by_node:
+        return [], []
+    with ThreadPoolExecutor(max_workers=min(16, len(by_node))) as pool:
+        outcomes = list(pool.map(lambda item: _check_node(*item), by_node.items()))
+    router_statuses = sorted((st for batch, _ in outcomes for st in batch), key=lambda st: st.name)
+    ecc_statuses = sorted((st for _, batch in outcomes for st in batch), key=lambda st: st.name)
+    _record(router_statuses, ecc_statuses)
+    return router_statuses, ecc_statuses
+
+
+def check_all() -> list[RouterStatus]:
+    """Check every node (routers and ECC processes); the data routers' part."""
+    return check_nodes()[0]
+
+
+def _by_name(s, table) -> dict:
+    return {row.name: row for row in s.exec(select(table)).all()}
+
+
+def _record(router_statuses: list[RouterStatus], ecc_statuses: list[EccProcessStatus]) -> None:
+    # A name missing from the tables was removed from the topology during the check.
+    now = utcnow()
+    with session() as s:
+        routers = _by_name(s, DataRouter)
+        for status in router_statuses:
+            if (router := routers.get(status.name)) is not None:
+                router.online, router.graw_files = status.online, status.graw_files
+                router.last_error, router.checked_at = status.error, now
+        servers = _by_name(s, ECCServer)
+        for status in ecc_statuses:
+            if (server := servers.get(status.name)) is not None:
+                server.process_running, server.process_error = status.running, status.error
+                server.process_checked_at = now
+
+
+def problems() -> list[str]:
+    """Check now; what stops a run from starting (dirty, missing or unreachable staging)."""
+    return [p for p in (st.problem() for st in check_all()) if p]

@@ -1,0 +1,170 @@
+"""Launching a workflow: take the lock, plan, write the record with every Celery id, dispatch.
+
+The Workflow, Stage and Step rows are written, with every Celery id, before
+anything is sent; a refused request writes nothing and releases the lock.
+"""
+from __future__ import annotations
+
+import time
+from uuid import uuid4
+
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlmodel import select
+
+from models import ECCServer, Stage, Step, StepState, Workflow, WorkflowState, session
+from models.vocabulary import ACTIVE_STATES, RunClass, WorkflowKind
+from pipelines.daq.nodes import checks
+from pipelines.orchestration import canvases, results
+from pipelines.runcontrol import accounts, lock
+from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
+from pipelines.runcontrol.planning import FILES_EXPECTED_SECONDS, expected_durations, plan
+from pipelines.runcontrol.records import steps as step_records
+from pipelines.runcontrol.records import workflows as workflow_records
+
+# A workflow is recorded as ended just before its lock is released: an operator who presses
+# Stop the moment the run shows started waits this long for the lock instead of a refusal.
+LOCK_HANDOVER_SECONDS = 3.0
+
+
+def take_lock() -> str:
+    """The run-control lock for one workflow, or Refused / Unavailable; returns its token.
+
+    It expires on its own after the longest a workflow can take, should the
+    process that would release it die.
+    """
+    with session() as s:
+        deadlines = s.exec(select(ECCServer.transition_timeout)).all()
+    seconds = 4 * (max(deadlines, default=120.0) + 30) + 600  # transitions, then files
+    handover = time.monotonic() + LOCK_HANDOVER_SECONDS
+    while True:
+        try:
+            return lock.acquire(seconds)
+        except lock.Busy as exc:
+            if time.monotonic() > handover or not _holder_has_ended():
+                raise Refused(str(exc)) from None
+            time.sleep(0.02)
+        except (RedisConnectionError, OSError) as exc:
+            raise Unavailable(f"Redis is unreachable ({exc}); nothing was started") from exc
+
+
+def _holder_has_ended() -> bool:
+    """Whether the lock's holder is a workflow already recorded as ended (about to release)."""
+    token = lock.holder()
+    if token is None:
+        return True  # released meanwhile: try again
+    with session() as s:
+        state = s.exec(select(Workflow.state).where(Workflow.lock_token == token)).first()
+    return state is not None and state not in ACTIVE_STATES
+
+
+def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None) -> int:
+    """Take the lock, plan a workflow, write its rows with all Celery ids; its id.
+
+    Raises Refused (nothing written, lock released) when a rule forbids it. A start
+    also checks every data router's staging directory first, over SSH, outside any
+    session. ``actor`` (default: the command line's user) goes in the audit.
+    """
+    token = take_lock()
+    try:
+        return _create(kind, title, run_class, token, actor)
+    except BaseException:
+        lock.release(token)
+        raise
+
+
+def _create(kind: str, title: str, run_class: str, token: str, actor: str | None) -> int:
+    if kind == WorkflowKind.START_RUN:
+        with session() as s:
+            plan(s, kind, title=title, run_class=run_class)  # the cheap rules first
+        dirty = checks.problems()
+        if dirty:
+            raise Refused("a run may not start on top of an earlier run's files: "
+                          + "; ".join(dirty))
+    with session() as s:
+        planned = plan(s, kind, title=title, run_class=run_class)
+        workflow = Workflow(kind=kind, params=planned.params, callback_task_id=str(uuid4()),
+                            run_id=planned.run_id, lock_token=token)
+        s.add(workflow)
+        s.flush()
+        accounts.record(s, actor, kind, workflow.id, **{
+            key: planned.params[key] for key in ("title", "run_class", "run_number")
+            if key in planned.params})
+        for order, stage_plan in enumerate(planned.stages):
+            stage = Stage(workflow_id=workflow.id, order=order, name=stage_plan.name,
+                          operation=stage_plan.operation, group_id=str(uuid4()),
+                          callback_task_id=str(uuid4()))
+            s.add(stage)
+            s.flush()
+            history = expected_durations(s, stage_plan.operation,
+                                         [name for name, _, _ in stage_plan.members])
+            files = stage_plan.operation in canvases.STEP_TASKS
+            default = {} if files else planned.expected_seconds
+            for target, operation, target_state in stage_plan.members:
+                s.add(Step(stage_id=stage.id, target=target, operation=operation,
+                           target_state=None if target_state is None else int(target_state),
+                           task_id=str(uuid4()),
+                           expected_seconds=history.get(target, default.get(
+                               target, FILES_EXPECTED_SECONDS))))
+        return workflow.id
+
+
+def dispatch(workflow_id: int) -> None:
+    """Send a written workflow's canvas to the broker.
+
+    It runs the stages that have not succeeded, and in them the latest attempts
+    that have not: everything for a new workflow, only what is left for a replay.
+    """
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+        stages = [st for st in s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
+                  if st.state != WorkflowState.SUCCEEDED.value]
+        steps = [step for stage in stages for step in step_records.latest_attempts(s, stage.id)
+                 if step.state != StepState.SUCCEEDED.value]
+    canvas = canvases.workflow_canvas(workflow, stages, steps)
+    try:
+        canvas.apply_async()
+    except (OperationalError, RedisConnectionError, OSError) as exc:
+        workflow_records.fail_workflow(
+            workflow_id, f"could not send the workflow to the broker: {exc}")
+        raise Unavailable(f"the broker is unreachable ({exc}); nothing was started") from exc
+
+
+def launch(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None) -> int:
+    """Create and dispatch a workflow on behalf of ``actor``; returns its id."""
+    workflow_id = create(kind, title=title, run_class=run_class, actor=actor)
+    dispatch(workflow_id)
+    forget_earlier_results(workflow_id)
+    return workflow_id
+
+
+# How many workflows before a new one have their Redis results deleted. More than one:
+# a final callback stores its own result just after its workflow released the lock.
+FORGET_WINDOW = 5
+
+
+def forget_earlier_results(workflow_id: int) -> int:
+    """Delete the Redis results of the workflows before this one; their record is in the database.
+
+    Keeps Redis bounded over thousands of runs: at any time it holds the results
+    of the last few workflows only. Returns how many keys went.
+    """
+    with session() as s:
+        stage_rows = s.exec(select(Stage.id, Stage.callback_task_id, Stage.group_id).where(
+            Stage.workflow_id < workflow_id,
+            Stage.workflow_id >= workflow_id - FORGET_WINDOW)).all()
+        step_ids = s.exec(select(Step.task_id).where(
+            Step.stage_id.in_([stage_id for stage_id, _, _ in stage_rows]))).all()
+        callbacks = s.exec(select(Workflow.callback_task_id).where(
+            Workflow.id < workflow_id, Workflow.id >= workflow_id - FORGET_WINDOW)).all()
+    ids = list(step_ids) + [cb for _, cb, _ in stage_rows] + list(callbacks)
+    return results.forget([tid for tid in ids if tid], [gid for _, _, gid in stage_rows if gid])
+
+
+def get(workflow_id: int) -> Workflow:
+    """A workflow by id, or NotFound."""
+    with session() as s:
+        workflow = s.get(Workflow, workflow_id)
+    if workflow is None:
+        raise NotFound(f"no workflow {workflow_id}")
+    return workflow

@@ -1,0 +1,47 @@
+"""Recording a run: started when every source confirmed the start, stopped when every
+source confirmed the stop, at the time the last source confirmed it."""
+from __future__ import annotations
+
+from sqlmodel import select
+
+from models import Experiment, Run, Stage, Workflow
+from models.columns import utcnow
+from models.vocabulary import RunClass
+from pipelines.daq.ecc.states import Operation
+from pipelines.runcontrol.errors import StepFailed
+from pipelines.runcontrol.records.steps import latest_attempts
+
+
+def confirmed_at(s, stages: list[Stage]):
+    # The run starts when the last source confirmed, not when the callback ran.
+    times = [st.finished_at for stage in stages for st in latest_attempts(s, stage.id)
+             if st.finished_at is not None]
+    return max(times) if times else utcnow()
+
+
+def record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
+    if workflow.run_id is not None:  # already recorded: the callback ran twice
+        return s.get(Run, workflow.run_id).number
+    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    if experiment is None:
+        raise StepFailed("no active experiment to record the run in")
+    number = experiment.last_run_number + 1
+    params = workflow.params
+    run = Run(experiment_id=experiment.id, number=number, title=params.get("title", ""),
+              run_class=params.get("run_class", RunClass.TEST),
+              config_name=(params.get("config") or {}).get("name", ""),
+              started_at=confirmed_at(s, stages))
+    s.add(run)
+    experiment.last_run_number = number
+    s.flush()
+    workflow.run_id = run.id
+    return number
+
+
+def record_run_stopped(s, workflow: Workflow, stages: list[Stage]) -> int:
+    run = s.get(Run, workflow.run_id) if workflow.run_id else None
+    if run is None:
+        raise StepFailed("the run this stop belongs to is not in the database")
+    if run.stopped_at is None:
+        run.stopped_at = confirmed_at(s, [st for st in stages if st.operation == Operation.STOP])
+    return run.number

@@ -1,0 +1,58 @@
+"""The DAQ at a glance, for the page, ``daqflow status`` and ``GET /api/status``."""
+from __future__ import annotations
+
+from sqlmodel import select
+
+from models import DaqNode, DataRouter, DataSource, ECCServer, Experiment, Workflow, session
+from models.columns import utcnow
+from models.vocabulary import ACTIVE_STATES
+from pipelines.daq.ecc.states import state_name
+from pipelines.runcontrol.planning import current_run, daq_state
+from pipelines.runcontrol.progress import iso
+
+
+def status() -> dict:
+    """The DAQ at a glance: experiment, current run, overall state, sources, active workflow."""
+    with session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+        server_rows = s.exec(select(ECCServer, DaqNode)
+                             .join(DaqNode, ECCServer.node_id == DaqNode.id, isouter=True)
+                             .order_by(ECCServer.name)).all()
+        sources = s.exec(select(DataSource).order_by(DataSource.name)).all()
+        run = current_run(s)
+        active = s.exec(select(Workflow).where(Workflow.state.in_(ACTIVE_STATES))
+                        .order_by(Workflow.id.desc())).first()
+        last = s.exec(select(Workflow).order_by(Workflow.id.desc())).first()
+        routers = s.exec(select(DataRouter, DaqNode)
+                         .join(DaqNode, DataRouter.node_id == DaqNode.id, isouter=True)
+                         .order_by(DataRouter.name)).all()
+    servers = [srv for srv, _ in server_rows]
+    by_id = {srv.id: srv for srv in servers}
+    now = utcnow()
+    return {
+        "experiment": experiment.name if experiment else None,
+        "next_run_number": experiment.last_run_number + 1 if experiment else None,
+        "state": daq_state([srv.state for srv in servers]),
+        "run": None if run is None else {
+            "number": run.number, "title": run.title, "run_class": run.run_class,
+            "config": run.config_name, "started_at": iso(run.started_at),
+            "running_seconds": round((now - run.started_at).total_seconds(), 1),
+        },
+        "active_workflow": active.id if active else None,
+        "last_workflow": last.id if last else None,
+        "servers": [{"name": srv.name, "url": srv.url, "state": state_name(srv.state),
+                     "online": srv.online, "last_seen_at": iso(srv.last_seen_at),
+                     "error": srv.last_error, "node": node.name if node else None,
+                     "process_running": srv.process_running,
+                     "process_checked_at": iso(srv.process_checked_at),
+                     "process_error": srv.process_error} for srv, node in server_rows],
+        "sources": [{"name": src.name, "ecc_server": by_id[src.ecc_server_id].name,
+                     "state": state_name(by_id[src.ecc_server_id].state),
+                     "online": by_id[src.ecc_server_id].online,
+                     "last_seen_at": iso(by_id[src.ecc_server_id].last_seen_at),
+                     "error": by_id[src.ecc_server_id].last_error} for src in sources],
+        "routers": [{"name": r.name, "node": node.name if node else None,
+                     "staging_dir": r.staging_dir, "online": r.online, "clean": r.clean,
+                     "graw_files": r.graw_files, "checked_at": iso(r.checked_at),
+                     "error": r.last_error} for r, node in routers],
+    }

@@ -1,0 +1,175 @@
+"""daqflow's Celery tasks: thin wrappers that call a DAQ client and record the outcome.
+
+Every task takes ids (never model objects), has a deadline, and fails with a
+message an operator can act on. Retries are deliberate: only a database that
+was briefly unavailable is retried, and every task is idempotent. They live with
+run control, not with the Celery wiring, because what they record is run
+control's record; the app loads them by name (``orchestration.app``).
+"""
+from __future__ import annotations
+
+import time
+
+from celery import Task
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+
+from models.vocabulary import FilesKind
+from pipelines.daq.ecc.client import EccError, client_for
+from pipelines.daq.ecc.drive import drive
+from pipelines.daq.nodes import checks
+from pipelines.daq.nodes.connection import Node, NodeError
+from pipelines.daq.nodes.files import backup_configs as backup_on_node
+from pipelines.daq.nodes.files import organize
+from pipelines.orchestration.app import app
+from pipelines.orchestration.results import failure_of
+from pipelines.runcontrol import watch
+from pipelines.runcontrol.errors import StepFailed
+from pipelines.runcontrol.records import stages as stage_records
+from pipelines.runcontrol.records import steps as step_records
+from pipelines.runcontrol.records import workflows as workflow_records
+
+# A briefly locked or unreachable database is worth a few tries, backing off.
+DB_RETRY = dict(autoretry_for=(OperationalError,), retry_backoff=1, retry_backoff_max=10,
+                max_retries=5, retry_jitter=True)
+
+
+def failure_message(exc: BaseException) -> str:
+    """What the operator reads for a failed step: the ECC's words, or the error's type."""
+    if isinstance(exc, (StepFailed, EccError, NodeError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class StepTask(Task):
+    """A member of a stage: whatever ends it, its step row records how.
+
+    Steps record their failure themselves before raising, because Celery fires
+    the chord's errback before ``on_failure`` runs; this hook only catches what
+    got past that (a database that stayed away through every retry).
+    """
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        step_records.finish_step(args[0], error=failure_message(exc))
+
+
+class _ProgressReporter:
+    """Publishes a transition's progress as a custom state, at most once a second."""
+
+    def __init__(self, task: Task):
+        # The first report after a second: at the start the STARTED state says enough, and
+        # hundreds of steps begin at once.
+        self.task, self.last = task, time.monotonic()
+
+    def __call__(self, elapsed: float, expected: float) -> None:
+        now = time.monotonic()
+        if now - self.last >= 1.0:
+            self.last = now
+            try:
+                self.task.update_state(state="PROGRESS",
+                                       meta={"elapsed": round(elapsed, 3), "expected": expected})
+            except (RedisError, OSError):
+                pass  # live progress is a courtesy; the transition goes on without Redis
+
+
+def _perform(step_id: int, work):
+    """Run a step's work; a failure is recorded on the step before the task raises."""
+    try:
+        return work()
+    except OperationalError:
+        raise  # the database: retried (the task is idempotent)
+    except Exception as exc:
+        message = failure_message(exc)
+        step_records.finish_step(step_id, error=message)
+        raise StepFailed(message) from None
+
+
+@app.task(bind=True, base=StepTask, name="daqflow.ecc.transition", **DB_RETRY)
+def transition(self, step_id: int) -> dict:
+    """Drive one ECC server through one transition and wait for its confirmation."""
+    def work():
+        order = step_records.begin_transition(step_id, group_id=self.request.group)
+        client = client_for(order.server, order.url)
+        sent = drive(client, order.operation, order.target, order.config, order.links,
+                         order.deadline_seconds, order.expected_seconds,
+                         on_progress=_ProgressReporter(self))
+        return order, sent
+
+    order, sent = _perform(step_id, work)
+    step_records.finish_step(step_id, ecc_state=int(order.target))
+    return {"server": order.server, "state": order.target.name, "sent": sent}
+
+
+def _files_step(task: Task, step_id: int) -> dict:
+    # Connect and command timeouts bound the step (thread pools have no time limit).
+    def work():
+        order = step_records.begin_files_step(step_id, group_id=task.request.group)
+        with Node(order.access) as node:
+            if order.kind == FilesKind.DATA:
+                moved = organize(node, order.source_dir, order.experiment, order.run_number)
+            else:
+                moved = backup_on_node(node, order.source_dir, order.backup_root,
+                                       order.experiment, order.run_number, order.config_files)
+        return order, moved
+
+    order, moved = _perform(step_id, work)
+    step_records.finish_files_step(step_id, order, moved)
+    return {"target": order.target, "folder": moved.folder, "files": moved.files,
+            "bytes": moved.bytes}
+
+
+@app.task(bind=True, base=StepTask, name="daqflow.files.organize", **DB_RETRY)
+def organize_files(self, step_id: int) -> dict:
+    """Move one data router's .graw files of the stopped run into its run folder."""
+    return _files_step(self, step_id)
+
+
+@app.task(bind=True, base=StepTask, name="daqflow.files.backup", **DB_RETRY)
+def backup_configs(self, step_id: int) -> dict:
+    """Copy the run's three .xcfg files into the run's backup folder on an ECC's node."""
+    return _files_step(self, step_id)
+
+
+@app.task(bind=True, name="daqflow.stage.complete", **DB_RETRY)
+def complete_stage(self, stage_id: int) -> dict:
+    """Chord callback: the stage is done when every member's latest attempt succeeded."""
+    return stage_records.complete_stage(stage_id, callback_task_id=self.request.id)
+
+
+@app.task(name="daqflow.stage.failed", **DB_RETRY)
+def stage_failed(stage_id: int, callback_task_id: str | None = None) -> None:
+    """Errback of a stage's chord callback: mark the stage and its workflow failed."""
+    callback_task_id = callback_task_id or stage_records.stage_callback_id(stage_id)
+    stage_records.fail_stage(stage_id, callback_error=failure_of(callback_task_id),
+                       callback_task_id=callback_task_id)
+
+
+@app.task(bind=True, name="daqflow.workflow.finish", **DB_RETRY)
+def finish_workflow(self, workflow_id: int) -> dict:
+    """Final callback: record the run started or stopped, and close the workflow."""
+    return workflow_records.finish_workflow(workflow_id, callback_task_id=self.request.id)
+
+
+@app.task(name="daqflow.workflow.failed", **DB_RETRY)
+def workflow_failed(workflow_id: int, callback_task_id: str | None = None) -> None:
+    """Errback of the final callback: the workflow failed at its very end."""
+    callback_task_id = callback_task_id or workflow_records.workflow_callback_id(workflow_id)
+    error = failure_of(callback_task_id)
+    workflow_records.fail_workflow(workflow_id, f"final callback failed: {error or 'unknown error'}",
+                          callback_task_id=callback_task_id)
+
+
+@app.task(name="daqflow.watch.ecc", **DB_RETRY)
+def watch_ecc() -> dict:
+    """Beat: refresh every idle ECC server's state; mark steps no live worker runs lost."""
+    return {"states": watch.refresh_ecc_states(), "lost_steps": watch.sweep_lost_steps()}
+
+
+@app.task(name="daqflow.files.check_routers", **DB_RETRY)
+def check_routers() -> dict:
+    """Beat: check every node's data routers (process, staging) and ECC server processes."""
+    router_statuses, ecc_statuses = checks.check_nodes()
+    return {"routers": [{"router": st.name, "online": st.online, "graw_files": st.graw_files,
+                         "error": st.error} for st in router_statuses],
+            "ecc_servers": [{"server": st.name, "process_running": st.running,
+                             "error": st.error} for st in ecc_statuses]}

@@ -1,0 +1,152 @@
+"""Watching the DAQ between workflows, and workflows whose worker died.
+
+Celery beat runs these periodically (see ``orchestration.celeryconfig.beat_schedule``):
+
+- every ECC server's state, asked with GetState, every 5 s; an unreachable server
+  is recorded offline (state unknown) with the error and when it was last seen;
+  a server with a transition step running is left to that step;
+- data routers (process and staging directory) every 15 s;
+- steps marked running whose task no live worker is executing: lost.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+from sqlalchemy import or_
+from sqlmodel import select, update
+
+from models import ECCServer, Stage, Step, StepState, Workflow, session, settings
+from models.columns import utcnow
+from models.vocabulary import ACTIVE_STATES, UNFINISHED_STEP_STATES
+from pipelines.daq.ecc.client import EccError, client_for
+from pipelines.daq.ecc.states import state_name
+from pipelines.orchestration.app import app
+from pipelines.runcontrol.records import stages as stage_records
+from pipelines.runcontrol.records import workflows as workflow_records
+from pipelines.runcontrol.records.steps import latest_attempts
+
+LOST_ERROR = ("lost: no live worker is running this step (its worker died or was killed); "
+              "replay the workflow")
+
+
+def _busy_servers(s) -> set[str]:
+    rows = s.exec(select(Step.target).where(Step.state == StepState.RUNNING.value,
+                                            Step.target_state != None)).all()  # noqa: E711
+    return set(rows)
+
+
+def _ask(server: ECCServer) -> tuple[str, datetime, int | None, str | None]:
+    asked_at = utcnow()
+    try:
+        report = client_for(server.name, server.url).get_state()
+    except EccError as exc:
+        return server.name, asked_at, None, str(exc)
+    return server.name, asked_at, report.state, None
+
+
+def refresh_ecc_states() -> dict[str, str]:
+    """Ask every idle ECC server its state and record it; {server: state name or error}."""
+    with session() as s:
+        busy = _busy_servers(s)
+        servers = [srv for srv in s.exec(select(ECCServer)).all() if srv.name not in busy]
+    if not servers:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
+        answers = list(pool.map(_ask, servers))
+    outcome = {}
+    with session() as s:
+        for name, asked_at, state, error in answers:
+            # A transition that ended after we asked wrote a newer truth: keep it.
+            newer = or_(ECCServer.last_seen_at == None, ECCServer.last_seen_at < asked_at)  # noqa: E711
+            values = (dict(state=state, online=True, last_seen_at=asked_at, last_error=None)
+                      if error is None else dict(state=None, online=False, last_error=error[:2000]))
+            s.exec(update(ECCServer).where(ECCServer.name == name, newer).values(**values))
+            outcome[name] = state_name(state) if error is None else error
+    return outcome
+
+
+def active_task_ids(timeout: float = 2.0) -> set[str] | None:
+    """Ids of the tasks every live worker is executing (None: the broker is unreachable)."""
+    try:
+        replies = app.control.inspect(timeout=timeout).active() or {}
+    except (OSError, RedisError, KombuOperationalError):
+        return None
+    return {task["id"] for tasks in replies.values() for task in tasks}
+
+
+def sweep_lost_steps(active: set[str] | None = None) -> list[int]:
+    """Mark lost the running steps that no live worker runs; fail their stages once settled.
+
+    The update is conditional on the step still running, so a step that ended
+    between the database read and the worker inspection keeps its real outcome.
+    """
+    with session() as s:
+        running = s.exec(
+            select(Step.id, Step.task_id).join(Stage, Step.stage_id == Stage.id)
+            .join(Workflow, Stage.workflow_id == Workflow.id)
+            .where(Step.state == StepState.RUNNING.value, Workflow.state.in_(ACTIVE_STATES))
+        ).all()
+    active = active_task_ids() if active is None else active
+    if active is None:
+        return []
+    sweep_stalled_workflows(active, settings.STALL_SECONDS.get())
+    if not running:
+        return []
+    lost = [step_id for step_id, task_id in running if task_id not in active]
+    if not lost:
+        return []
+    now = utcnow()
+    with session() as s:
+        s.exec(update(Step).where(Step.id.in_(lost), Step.state == StepState.RUNNING.value)
+               .values(state=StepState.LOST.value, error=LOST_ERROR, finished_at=now))
+        stage_ids = set(s.exec(select(Step.stage_id).where(Step.id.in_(lost))).all())
+    for stage_id in stage_ids:
+        _fail_if_settled(stage_id)
+    return lost
+
+
+STALLED = ("stalled: no worker runs any of its tasks and nothing has happened for {:g} s "
+           "(a worker or the broker lost its messages, e.g. Redis restarted); replay it")
+
+
+def sweep_stalled_workflows(active: set[str], stall_seconds: float) -> list[int]:
+    """Fail active workflows that nothing has moved for ``stall_seconds``, so they can be replayed.
+
+    A workflow is stalled when none of its steps runs, no worker executes any of
+    its tasks, and no step started or ended for that long.
+    """
+    now = utcnow()
+    stalled = []
+    with session() as s:
+        for workflow in s.exec(select(Workflow).where(Workflow.state.in_(ACTIVE_STATES))).all():
+            stages = s.exec(select(Stage).where(Stage.workflow_id == workflow.id)).all()
+            steps = s.exec(select(Step).where(Step.stage_id.in_([st.id for st in stages]))).all()
+            ids = {workflow.callback_task_id} | {st.callback_task_id for st in stages}
+            ids |= {step.task_id for step in steps}
+            if ids & active or any(step.state == StepState.RUNNING.value for step in steps):
+                continue
+            times = [workflow.created_at] + [t for step in steps
+                                             for t in (step.started_at, step.finished_at) if t]
+            times += [st.finished_at for st in stages if st.finished_at]
+            if (now - max(times)).total_seconds() >= stall_seconds:
+                stalled.append(workflow.id)
+    for workflow_id in stalled:
+        workflow_records.fail_stalled(workflow_id, STALLED.format(stall_seconds))
+    return stalled
+
+
+def _fail_if_settled(stage_id: int) -> None:
+    # The chord will never call back (a member never reports): once the other members
+    # have ended, fail the stage and its workflow so that it can be replayed.
+    with session() as s:
+        stage = s.get(Stage, stage_id)
+        if stage.state not in ACTIVE_STATES:
+            return
+        steps = latest_attempts(s, stage_id)
+        if any(st.state in UNFINISHED_STEP_STATES for st in steps):
+            return
+        callback = stage.callback_task_id
+    stage_records.fail_stage(stage_id, callback_task_id=callback)

@@ -1,0 +1,310 @@
+"""A simulated GET DAQ: every ECC server of a topology as a real SOAP-over-HTTP server.
+
+Transitions behave as on hardware: the operation is accepted at once and
+``GetState`` reports ``Transition != 0`` until the transition's duration has
+passed (a shared server works through its sources in series). Many servers can
+share one port on distinct URL paths, so one process can play hundreds.
+
+Tests and operators steer it over plain HTTP on any of its ports:
+
+- ``GET  /_sim/log``     every request so far (time, server, operation), oldest first
+- ``GET  /_sim/state``   each server's state and transition flag
+- ``POST /_sim/faults``  inject a fault: ``{"server", "operation", "kind", ...}``
+  where kind is ``error`` (``code``, ``message``), ``hang`` (the transition never
+  ends), ``slow`` (answer after ``seconds``) or ``refuse`` (the server's port closes);
+  ``times`` limits how often it fires
+- ``DELETE /_sim/faults`` clear faults;  ``POST /_sim/reset`` everything back to IDLE
+- ``POST /_sim/set``     ``{"server", "state"}`` or ``{"seconds_per_source": s}``
+- ``POST /_sim/processes`` ``{"name": "dataRouter" | "getEccSoapServer", "running": bool}``:
+  stop a placeholder process (the program died) or bring it back
+
+``daqflow simulate`` also plays the data routers (see ``simulator.routers``).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import ThreadingHTTPServer
+from urllib.parse import urlparse
+
+from lxml import etree
+
+from pipelines.daq.ecc.payloads import parse_config_ids, parse_data_link_set
+from pipelines.daq.ecc.states import TRANSITIONS, UNDO_FROM, EccState, Operation
+from pipelines.simulator.http import SOAP_ENV, Listener, handler_for, soap_response
+from pipelines.topology.schema import Topology
+
+FAULT_KINDS = ("error", "hang", "slow", "refuse")
+
+
+@dataclass
+class Fault:
+    kind: str
+    operation: str = "*"
+    code: int = 1
+    message: str = "simulated failure"
+    seconds: float = 0.0
+    times: int | None = None
+
+    def matches(self, operation: str) -> bool:
+        return self.operation in ("*", operation) and (self.times is None or self.times > 0)
+
+    def fire(self) -> None:
+        if self.times is not None:
+            self.times -= 1
+
+
+@dataclass
+class SimulatedServer:
+    """One ECC server's state machine; transitions finish lazily when time has passed."""
+
+    name: str
+    sources: list[str]
+    seconds_per_source: float
+    configs: list[str]
+    state: int = EccState.IDLE
+    target: int | None = None
+    done_at: float = 0.0
+    hanging: bool = False
+    faults: list[Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def settle(self, now: float) -> None:
+        if self.target is not None and not self.hanging and now >= self.done_at:
+            self.state, self.target = self.target, None
+
+    def fault(self, operation: str, kinds: tuple[str, ...]) -> Fault | None:
+        for fault in self.faults:
+            if fault.kind in kinds and fault.matches(operation):
+                fault.fire()
+                return fault
+        return None
+
+
+class Simulator:
+    """The simulated ECC servers of one topology, and the HTTP servers that serve them."""
+
+    def __init__(self, topology: Topology, seconds_per_source: float | None = None,
+                 host_override: str | None = None):
+        per_source = (topology.simulator.seconds_per_source if seconds_per_source is None
+                      else seconds_per_source)
+        configs = [c.describe for c in topology.configs]
+        self.servers: dict[str, SimulatedServer] = {}
+        self.routes: dict[tuple[str, int], dict[str, SimulatedServer]] = {}
+        for spec in topology.ecc_servers:
+            url = urlparse(spec.url)
+            server = SimulatedServer(spec.name, list(spec.sources), per_source, configs)
+            self.servers[spec.name] = server
+            address = (host_override or url.hostname, url.port)
+            self.routes.setdefault(address, {})[url.path.rstrip("/") or "/"] = server
+        self.log: deque = deque(maxlen=200_000)
+        self.log_lock = threading.Lock()
+        self.httpds: dict[tuple[str, int], ThreadingHTTPServer] = {}
+        self.echo = False
+        self.routers = None  # SimulatedRouters, when ``run`` plays them
+
+    # --- the ECC operations ---------------------------------------------------------
+
+    def handle_soap(self, server: SimulatedServer, body: bytes) -> str:
+        envelope = etree.fromstring(body)
+        request = envelope.find(f"{{{SOAP_ENV}}}Body")[0]
+        operation = etree.QName(request).localname
+        args = {etree.QName(child).localname: (child.text or "") for child in request}
+        self.record(server.name, operation)
+        slow = server.fault(operation, ("slow",))
+        if slow:
+            time.sleep(slow.seconds)
+        with server.lock:
+            return self._operate(server, operation, args)
+
+    def _operate(self, server: SimulatedServer, operation: str, args: dict) -> str:
+        server.settle(time.monotonic())
+        if operation == "GetState":
+            transition = 0 if server.target is None else server.target
+            return soap_response("ResponseState", 0, "", State=server.state, Transition=transition)
+        if operation == "GetConfigIDs":
+            ids = "".join(
+                f'<ConfigId><SubConfigId type="describe">{n}</SubConfigId>'
+                f'<SubConfigId type="prepare">{n}</SubConfigId>'
+                f'<SubConfigId type="configure">{n}</SubConfigId></ConfigId>'
+                for n in server.configs)
+            return soap_response("ResponseText", 0, "", Text=f"<ConfigIdList>{ids}</ConfigIdList>")
+        if operation == "ServerExit":
+            return soap_response("Response", 0, "")
+        if operation not in TRANSITIONS and operation != Operation.UNDO:
+            return soap_response("ResponseText", 9, f"operation {operation} not supported", Text="")
+        error = server.fault(operation, ("error",))
+        if error:
+            return soap_response("ResponseText", error.code, error.message, Text="")
+        problem = self._refusal(server, operation, args)
+        if problem:
+            return soap_response("ResponseText", 2, problem, Text="")
+        target = (UNDO_FROM[EccState(server.state)] if operation == Operation.UNDO
+                  else TRANSITIONS[operation][1])
+        server.target = int(target)
+        server.hanging = server.fault(operation, ("hang",)) is not None
+        server.done_at = time.monotonic() + server.seconds_per_source * len(server.sources)
+        return soap_response("ResponseText", 0, "", Text="")
+
+    @staticmethod
+    def _refusal(server: SimulatedServer, operation: str, args: dict) -> str | None:
+        if server.target is not None:
+            return f"a transition to state {server.target} is under way"
+        if operation == Operation.UNDO:
+            if server.state not in UNDO_FROM:
+                return f"Undo is not possible in state {EccState(server.state).name}"
+        elif server.state != TRANSITIONS[operation][0]:
+            return (f"{operation} needs state {TRANSITIONS[operation][0].name}, "
+                    f"server is {EccState(server.state).name}")
+        try:
+            config = parse_config_ids(args.get("configID", ""))[0]
+            links = parse_data_link_set(args.get("table", ""))
+        except (etree.XMLSyntaxError, IndexError, AttributeError, TypeError, ValueError):
+            return "malformed configID or table"
+        if config.describe not in server.configs:
+            return f"unknown config {config.describe!r}"
+        senders = sorted(link.source for link in links)
+        if senders != sorted(server.sources):
+            return (f"data links name {', '.join(senders) or 'no source'}; this server "
+                    f"drives {', '.join(server.sources)}")
+        return None
+
+    def record(self, server: str, operation: str) -> None:
+        stamp = datetime.now(timezone.utc).isoformat()
+        with self.log_lock:
+            self.log.append({"time": stamp, "server": server, "operation": operation})
+        if self.echo and operation != "GetState":
+            print(f"{stamp} {server} {operation}", flush=True)
+
+    # --- control ------------------------------------------------------------------
+
+    def control(self, method: str, path: str, payload: dict) -> tuple[int, object]:
+        if method == "GET" and path == "/_sim/log":
+            with self.log_lock:
+                return 200, list(self.log)
+        if method == "GET" and path == "/_sim/state":
+            now = time.monotonic()
+            out = {}
+            for server in self.servers.values():
+                with server.lock:
+                    server.settle(now)
+                    out[server.name] = {"state": server.state,
+                                        "transition": 0 if server.target is None else server.target}
+            return 200, out
+        if method == "POST" and path == "/_sim/reset":
+            for server in self.servers.values():
+                with server.lock:
+                    server.state, server.target, server.hanging = EccState.IDLE, None, False
+                    server.faults.clear()
+            self.reopen_all()
+            if self.routers is not None:
+                self.routers.reset()
+            with self.log_lock:
+                self.log.clear()
+            return 200, {"reset": True}
+        if method == "POST" and path == "/_sim/faults":
+            return self._add_fault(payload)
+        if method == "DELETE" and path == "/_sim/faults":
+            for server in self.servers.values():
+                server.faults.clear()
+                server.hanging = False
+            self.reopen_all()
+            return 200, {"cleared": True}
+        if method == "POST" and path == "/_sim/set":
+            return self._set(payload)
+        if method == "POST" and path == "/_sim/processes" and self.routers is not None:
+            if payload.get("name") not in self.routers.processes:
+                return 404, {"error": f"no simulated process {payload.get('name')!r}"}
+            self.routers.set_process(payload["name"], bool(payload.get("running")))
+            return 200, {"processes": payload}
+        return 404, {"error": f"no control endpoint {method} {path}"}
+
+    def _add_fault(self, payload: dict) -> tuple[int, object]:
+        server = self.servers.get(payload.get("server"))
+        if server is None:
+            return 404, {"error": f"no simulated ECC server {payload.get('server')!r}"}
+        if payload.get("kind") not in FAULT_KINDS:
+            return 400, {"error": f"kind must be one of {', '.join(FAULT_KINDS)}"}
+        fault = Fault(kind=payload["kind"], operation=payload.get("operation", "*"),
+                      code=int(payload.get("code", 1)),
+                      message=str(payload.get("message", "simulated failure")),
+                      seconds=float(payload.get("seconds", 0)), times=payload.get("times"))
+        server.faults.append(fault)
+        if fault.kind == "refuse":
+            self.close_port_of(server)
+        return 200, {"added": payload}
+
+    def _set(self, payload: dict) -> tuple[int, object]:
+        if "seconds_per_source" in payload:
+            for server in self.servers.values():
+                server.seconds_per_source = float(payload["seconds_per_source"])
+        if "server" in payload:
+            names = list(self.servers) if payload["server"] == "*" else [payload["server"]]
+            for name in names:
+                server = self.servers.get(name)
+                if server is None:
+                    return 404, {"error": f"no simulated ECC server {name!r}"}
+                with server.lock:
+                    server.state, server.target = int(payload["state"]), None
+        return 200, {"set": payload}
+
+    # --- HTTP ---------------------------------------------------------------------
+
+    def serve(self, control_port: int | None = None) -> None:
+        """Open every listener (and an optional control-only port) in background threads."""
+        for address in self.routes:
+            self._open(address)
+        if control_port:
+            self._open(("127.0.0.1", control_port))
+
+    def _open(self, address: tuple[str, int]) -> None:
+        httpd = Listener(address, handler_for(self, address))
+        self.httpds[address] = httpd
+        threading.Thread(target=httpd.serve_forever, name=f"sim-{address[1]}",
+                         daemon=True).start()
+
+    def close_port_of(self, server: SimulatedServer) -> None:
+        for address, paths in self.routes.items():
+            if server in paths.values() and address in self.httpds:
+                httpd = self.httpds.pop(address)
+                httpd.shutdown()
+                httpd.server_close()
+
+    def reopen_all(self) -> None:
+        for address in self.routes:
+            if address not in self.httpds:
+                self._open(address)
+
+    def shutdown(self) -> None:
+        for httpd in list(self.httpds.values()):
+            httpd.shutdown()
+            httpd.server_close()
+        self.httpds.clear()
+
+
+def run(topology: Topology, control_port: int | None = None,
+        seconds_per_source: float | None = None) -> None:
+    """Serve a topology's ECC servers until interrupted (``daqflow simulate``)."""
+    from pipelines.simulator.routers import SimulatedRouters
+
+    sim = Simulator(topology, seconds_per_source=seconds_per_source)
+    sim.echo = True
+    sim.routers = SimulatedRouters(sim, topology)
+    sim.routers.start()
+    sim.serve(control_port)
+    for (host, port), paths in sim.routes.items():
+        names = ", ".join(s.name for s in paths.values())
+        print(f"simulating {names} on http://{host}:{port}", flush=True)
+    print("simulator ready", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.routers.shutdown()
+        sim.shutdown()
+        sys.stdout.flush()

@@ -1,0 +1,210 @@
+"""The DAQ topology file: what an operator writes to describe the DAQ, validated.
+
+``daqflow topology load FILE`` parses and validates the TOML file completely
+before it writes anything (``loading``); a bad file gets one error that names the
+line (TOML syntax) or the key (everything else), and the database is left as it was.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal, Optional
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME = r"^[^\x00-\x1f]{1,200}$"
+# A name that becomes a folder or file name on a node: anything but a path separator.
+PATH_PART = r"^(?!\.\.?$)[^\x00-\x1f/]{1,200}$"
+
+
+class TopologyError(ValueError):
+    """A topology file that cannot be used; the message names the line or key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _path_part(value: str) -> str:
+    if not re.fullmatch(PATH_PART, value):
+        raise ValueError(f"{value!r} becomes a folder or file name on the DAQ nodes: it must be "
+                         "1-200 characters, without '/' or control characters, and not . or ..")
+    return value
+
+
+class ExperimentSpec(_Strict):
+    name: str
+    config: Optional[str] = None
+
+    _name = field_validator("name")(_path_part)
+
+
+class ConfigSpec(_Strict):
+    name: str = Field(pattern=NAME)
+    describe: str
+    prepare: str
+    configure: str
+
+    _files = field_validator("describe", "prepare", "configure")(_path_part)
+
+
+class Defaults(_Strict):
+    transition_timeout: float = Field(default=120.0, gt=0)
+    expected_seconds: float = Field(default=5.0, gt=0)
+    # Where ECC servers keep their .xcfg files, and where a stop backs them up.
+    config_dir: Optional[str] = Field(default=None, min_length=1)
+    backup_dir: Optional[str] = Field(default=None, min_length=1)
+
+
+class SimulatorSpec(_Strict):
+    seconds_per_source: float = Field(default=2.0, ge=0)
+
+
+class NodeSpec(_Strict):
+    name: str = Field(pattern=NAME)
+    # No host: this machine, driven without SSH (see daq.nodes.connection.is_this_machine).
+    host: Optional[str] = Field(default=None, min_length=1)
+    user: Optional[str] = None
+    port: Optional[int] = Field(default=None, ge=1, le=65535)
+    key: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _ssh_needs_a_host(self) -> "NodeSpec":
+        given = [name for name in ("user", "port", "key") if getattr(self, name) is not None]
+        if given and self.host is None:
+            raise ValueError(f"{', '.join(given)} without a host: a node without a host is "
+                             "this machine, driven without SSH; give its host to reach it by SSH")
+        return self
+
+
+class EccServerSpec(_Strict):
+    name: str = Field(pattern=NAME)
+    url: str
+    node: Optional[str] = None
+    sources: list[str] = Field(min_length=1)
+    transition_timeout: Optional[float] = Field(default=None, gt=0)
+    expected_seconds: Optional[float] = Field(default=None, gt=0)
+    config_dir: Optional[str] = Field(default=None, min_length=1)
+    backup_dir: Optional[str] = Field(default=None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or not parsed.port:
+            raise ValueError("must be an http:// URL with host and port, "
+                             "like http://daq1:8083/")
+        return url
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(NAME, name):
+                raise ValueError(f"bad source name {name!r}")
+        return names
+
+
+class DataRouterSpec(_Strict):
+    name: str = Field(pattern=NAME)
+    node: str
+    source: str
+    ip_address: str = Field(min_length=1)
+    port: int = Field(default=46005, ge=1, le=65535)
+    type: Literal["TCP", "FDT", "ICE", "ZBUF"] = "TCP"
+    staging_dir: str = Field(min_length=1)
+
+
+class Topology(_Strict):
+    """A whole topology file, validated."""
+
+    experiment: ExperimentSpec
+    configs: list[ConfigSpec] = Field(min_length=1)
+    defaults: Defaults = Defaults()
+    simulator: SimulatorSpec = SimulatorSpec()
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    ecc_servers: list[EccServerSpec] = Field(min_length=1)
+    data_routers: list[DataRouterSpec] = Field(default_factory=list)
+
+    def active_config(self) -> ConfigSpec:
+        name = self.experiment.config or self.configs[0].name
+        return next(c for c in self.configs if c.name == name)
+
+
+def _key(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _unique(items, kind: str, field: str = "name") -> set[str]:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        value = getattr(item, field)
+        if value in seen:
+            raise TopologyError(f"{kind}[{i}].{field}: {value!r} appears twice")
+        seen.add(value)
+    return seen
+
+
+def _check_references(topo: Topology) -> None:
+    _unique(topo.configs, "configs")
+    nodes = _unique(topo.nodes, "nodes")
+    _unique(topo.ecc_servers, "ecc_servers")
+    _unique(topo.data_routers, "data_routers")
+    if topo.experiment.config and topo.experiment.config not in {c.name for c in topo.configs}:
+        raise TopologyError(f"experiment.config: no config named {topo.experiment.config!r}")
+    sources: set[str] = set()
+    for i, server in enumerate(topo.ecc_servers):
+        if server.node is not None and server.node not in nodes:
+            raise TopologyError(f"ecc_servers[{i}].node: no node named {server.node!r}")
+        for name in server.sources:
+            if name in sources:
+                raise TopologyError(f"ecc_servers[{i}].sources: source {name!r} is "
+                                    "driven by two ECC servers")
+            sources.add(name)
+    routed: set[str] = set()
+    for i, router in enumerate(topo.data_routers):
+        if router.node not in nodes:
+            raise TopologyError(f"data_routers[{i}].node: no node named {router.node!r}")
+        if router.source not in sources:
+            raise TopologyError(f"data_routers[{i}].source: no ECC server drives {router.source!r}")
+        if router.source in routed:
+            raise TopologyError(f"data_routers[{i}].source: {router.source!r} has two routers")
+        routed.add(router.source)
+    missing = sorted(sources - routed) if topo.data_routers else []
+    if missing:
+        raise TopologyError(f"data_routers: no data router for source(s) {', '.join(missing)}")
+
+
+def parse(text: str, origin: str = "topology") -> Topology:
+    """Parse and validate a topology; raises TopologyError naming the line or key."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TopologyError(f"{origin}: not valid TOML: {exc}") from None
+    try:
+        topo = Topology.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise TopologyError(f"{origin}: {_key(first['loc'])}: {message}{more}") from None
+    try:
+        _check_references(topo)
+    except TopologyError as exc:
+        raise TopologyError(f"{origin}: {exc}") from None
+    return topo
+
+
+def read(path: str | Path) -> Topology:
+    """Read and validate a topology file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TopologyError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(text, origin=str(path))

@@ -1,0 +1,26 @@
+"""Integration tests: one real part each (the simulator over HTTP, sshd, a database)."""
+from __future__ import annotations
+
+import pytest
+
+from pipelines.simulator.topology import simulated_topology
+from tests.support.services import start_simulator
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _database(database):
+    """Every integration test may use the session's database; it is made once."""
+    return database
+
+
+@pytest.fixture(scope="session")
+def ecc_simulator(session_dir):
+    """The ECC simulator alone (no routers, no Redis, no sshd): 8 CoBos and a MuTAnT."""
+    from pipelines.cli.supervisor import free_port
+
+    ports = [free_port() for _ in range(9)]
+    directory = session_dir / "ecc-sim"
+    directory.mkdir()
+    handle = start_simulator(directory, ports, simulated_topology(ports, routers=False))
+    yield handle
+    handle.stop()

@@ -1,0 +1,153 @@
+"""The zeep ECC client against the simulator, over real HTTP."""
+import time
+
+import pytest
+
+from pipelines.daq.ecc.client import EccClient, EccError, client_for
+from pipelines.daq.ecc.drive import drive as drive_transition
+from pipelines.daq.ecc.payloads import ConfigId, DataLink
+from pipelines.daq.ecc.states import EccState
+from pipelines.topology import schema
+from tests.support.wsdl import gsoap_style_wsdl
+
+CONFIG = ConfigId("cfg", "cfg", "cfg")
+
+
+@pytest.fixture
+def sim(ecc_simulator):
+    ecc_simulator.reset()
+    return ecc_simulator
+
+
+def client(sim, index=0, **timeouts):
+    return EccClient(f"ecc-cobo{index}", f"http://127.0.0.1:{sim.ports[index]}/", **timeouts)
+
+
+def links(index=0):
+    return [DataLink(f"CoBo[{index}]", f"router-{index}", "127.0.0.1", 46005 + index)]
+
+
+def drive(c, operation, target, deadline=3.0, index=0):
+    return drive_transition(c, operation, target, CONFIG, links(index), deadline, 0.2)
+
+
+def test_every_transition_up_and_down_is_confirmed(sim):
+    c = client(sim)
+    ladder = [("Describe", EccState.DESCRIBED), ("Prepare", EccState.PREPARED),
+              ("Configure", EccState.READY), ("Start", EccState.RUNNING),
+              ("Stop", EccState.READY), ("Breakup", EccState.PREPARED),
+              ("Undo", EccState.DESCRIBED), ("Undo", EccState.IDLE)]
+    for operation, target in ladder:
+        assert drive(c, operation, target) is True
+        report = c.get_state()
+        assert (report.state, report.transition) == (target, 0), operation
+    assert [e["operation"] for e in sim.log() if e["server"] == "ecc-cobo0"] == [
+        op for op, _ in ladder]
+
+
+def test_transition_is_asynchronous_like_the_hardware(sim):
+    c = client(sim)
+    started = time.monotonic()
+    c.transition("Describe", CONFIG, links())
+    assert time.monotonic() - started < 0.15
+    report = c.get_state()
+    assert report.transition != 0 and report.state == EccState.IDLE
+
+
+def test_wrong_step_is_refused_by_the_server_with_its_message(sim):
+    with pytest.raises(EccError) as info:
+        client(sim).transition("Start", CONFIG, links())
+    assert info.value.operation == "Start" and info.value.server == "ecc-cobo0"
+    assert "Start needs state READY, server is IDLE" in str(info.value)
+    assert info.value.code != 0
+
+
+def test_error_code_surfaces_the_ecc_message(sim):
+    sim.fault("ecc-cobo1", "error", operation="Describe", code=12,
+              message="CoBo[1]: AsAd 2 not responding")
+    with pytest.raises(EccError) as info:
+        drive(client(sim, 1), "Describe", EccState.DESCRIBED, index=1)
+    assert info.value.code == 12
+    assert "CoBo[1]: AsAd 2 not responding" in str(info.value)
+    assert "ecc-cobo1" in str(info.value) and "Describe" in str(info.value)
+
+
+def test_a_transition_that_never_ends_fails_at_its_deadline(sim):
+    sim.fault("ecc-cobo0", "hang", operation="Describe")
+    started = time.monotonic()
+    with pytest.raises(EccError) as info:
+        drive(client(sim), "Describe", EccState.DESCRIBED, deadline=1.0)
+    assert 1.0 <= time.monotonic() - started < 2.0
+    assert "not confirmed within its deadline of 1 s" in str(info.value)
+
+
+def test_refused_connection_fails_fast_and_clearly(sim):
+    from pipelines.cli.supervisor import free_port
+
+    c = EccClient("ecc-gone", f"http://127.0.0.1:{free_port()}/")
+    started = time.monotonic()
+    with pytest.raises(EccError) as info:
+        c.get_state()
+    assert time.monotonic() - started < 1.0
+    assert "connection refused" in str(info.value) and "ecc-gone" in str(info.value)
+
+
+def test_refuse_fault_closes_the_servers_port(sim):
+    sim.fault("ecc-cobo2", "refuse")
+    with pytest.raises(EccError, match="connection refused"):
+        client(sim, 2).get_state()
+
+
+def test_slow_answer_hits_the_read_timeout(sim):
+    sim.fault("ecc-cobo3", "slow", operation="GetState", seconds=1.5)
+    with pytest.raises(EccError, match="no answer .* in time"):
+        client(sim, 3, read_timeout=0.5).get_state()
+
+
+def test_already_in_target_state_sends_nothing(sim):
+    sim.set_state("ecc-cobo0", EccState.READY)
+    assert drive(client(sim), "Configure", EccState.READY) is False
+    assert sim.log() == []
+
+
+def test_config_ids_are_listed(sim):
+    assert client(sim).get_config_ids() == [CONFIG]
+
+
+def test_clients_are_reused_per_server_and_built_lazily(sim):
+    url = f"http://127.0.0.1:{sim.ports[0]}/"
+    assert client_for("ecc-cobo0", url) is client_for("ecc-cobo0", url)
+    assert client_for("ecc-cobo0", url) is not client_for("ecc-cobo1", url)
+
+
+def test_a_shared_server_works_through_its_sources_in_series(tmp_path):
+    from pipelines.cli.supervisor import free_port
+    from pipelines.simulator.ecc import Simulator
+
+    port = free_port()
+    text = (f'[experiment]\nname = "t"\n[[configs]]\nname = "cfg"\ndescribe = "cfg"\n'
+            f'prepare = "cfg"\nconfigure = "cfg"\n[simulator]\nseconds_per_source = 0.15\n'
+            f'[[ecc_servers]]\nname = "ecc-mutant"\nurl = "http://127.0.0.1:{port}/"\n'
+            f'sources = ["CoBo[0]", "CoBo[1]", "Mutant[master]"]\n')
+    sim = Simulator(schema.parse(text))
+    sim.serve()
+    try:
+        c = EccClient("ecc-mutant", f"http://127.0.0.1:{port}/")
+        shared_links = [DataLink(name, "r", "127.0.0.1", 46005)
+                        for name in ("CoBo[0]", "CoBo[1]", "Mutant[master]")]
+        started = time.monotonic()
+        assert drive_transition(c, "Describe", EccState.DESCRIBED, CONFIG, shared_links, 5.0, 0.45)
+        assert time.monotonic() - started >= 0.45  # 3 sources x 0.15 s, one after another
+    finally:
+        sim.shutdown()
+
+
+def test_client_talks_to_the_simulator_through_a_deployment_wsdl(tmp_path, sim, monkeypatch,
+                                                                 no_network):
+    monkeypatch.setenv("DAQFLOW_ECC_WSDL",
+                       gsoap_style_wsdl(tmp_path, "http://schemas.xmlsoap.org/soap/encoding/"))
+    client = EccClient("ecc-cobo0", f"http://127.0.0.1:{sim.ports[0]}/")
+    assert client.get_state().state == EccState.IDLE
+    client.transition("Describe", ConfigId("cfg", "cfg", "cfg"),
+                      [DataLink("CoBo[0]", "router-0", "127.0.0.1", 46005)])
+    assert [e["operation"] for e in sim.log()] == ["Describe"]

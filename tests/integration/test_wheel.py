@@ -1,0 +1,83 @@
+"""A normal install runs: the wheel, in a fresh venv, then `daqflow up --demo` in an empty folder.
+
+Everything the demo needs at run time (the process list, the demo topology, the
+WSDL, templates, static files, migrations) must travel inside the wheel.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import zipfile
+
+import pytest
+
+from pipelines.cli.supervisor import free_port
+from tests.support import ROOT
+from tests.support.processes import wait_for
+
+# Settings of the test session that the demo must not inherit: it makes its own.
+SESSION_SETTINGS = ("REDIS_URL", "DAQFLOW_BROKER_URL", "DAQFLOW_RESULT_BACKEND",
+                    "DAQFLOW_DATABASE_URL", "DAQFLOW_INSTANCE", "DAQFLOW_SECRET_KEY",
+                    "DAQFLOW_TOPOLOGY", "PYTHONPATH")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """daqflow's wheel, built from this checkout and installed into a venv of its own."""
+    where = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(where),
+                    str(ROOT)], check=True, timeout=300)
+    wheel = next(where.glob("daqflow-*.whl"))
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
+                   timeout=600)
+    return wheel, venv
+
+
+def test_the_wheel_carries_what_the_demo_needs_and_no_checkout_files(installed):
+    wheel, _ = installed
+    names = zipfile.ZipFile(wheel).namelist()
+    for needed in ("pipelines/topology/demo.toml", "pipelines/daq/ecc/wsdl/ecc.wsdl",
+                   "pipelines/cli/processes.py", "models/migrations/env.py",
+                   "webui/templates/runcontrol/page.html"):
+        assert needed in names, needed
+    assert not [name for name in names if name.startswith("tests/")]
+
+
+def test_daqflow_up_demo_serves_the_page_from_an_empty_folder(installed, tmp_path):
+    _, venv = installed
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in SESSION_SETTINGS}
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen([str(venv / "bin" / "daqflow"), "up", "--demo", "--port", str(port),
+                               "--control-workers", "1"], cwd=folder, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+
+    def login_page() -> bool:
+        assert up.poll() is None, log_path.read_text()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as page:
+                return page.status == 200 and b"password" in page.read()
+        except OSError:
+            return False
+
+    try:
+        wait_for(login_page, timeout=90, interval=0.25, message="the demo's login page")
+        assert (folder / "instance" / "daqflow.sqlite3").exists()  # the embedded default
+        assert "demo operator: name 'operator'" in log_path.read_text()
+    finally:
+        up.send_signal(signal.SIGINT)  # Ctrl-C: `up` stops every process it started
+        try:
+            code = up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            raise
+    assert code == 0, log_path.read_text()

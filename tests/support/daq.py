@@ -1,0 +1,71 @@
+"""The standard test DAQ (8 CoBos and a MuTAnT, one ECC server each) and what tests ask of it."""
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from sqlmodel import delete, func, select, update
+
+import models
+from models import AuditEntry, ECCServer, Run, RunFiles, Stage, Step, Workflow
+from pipelines.daq.ecc.states import EccState
+from tests.support.processes import wait_for
+
+COBOS = [f"ecc-cobo{i}" for i in range(8)]
+SERVERS = COBOS + ["ecc-mutant"]
+ROUTERS = [f"router-{i}" for i in range(9)]
+# An operator's name with every shell metacharacter: only ever a folder name on a node.
+HOSTILE = "it's a \"run\"; $(touch PWNED) `touch PWNED` & | > < * ? \\ ~ #"
+
+
+def set_all(sim, state: EccState) -> None:
+    """Put every simulated server, and the database's view of it, in ``state``."""
+    for name in SERVERS:
+        sim.set_state(name, state)
+    with models.session() as s:
+        s.exec(update(ECCServer).values(state=int(state)))
+
+
+def row_counts() -> tuple[int, ...]:
+    """How many workflows, stages, steps and runs the database holds."""
+    with models.session() as s:
+        return tuple(s.exec(select(func.count()).select_from(t)).one()
+                     for t in (Workflow, Stage, Step, Run))
+
+
+def clear_workflow_records() -> None:
+    """Delete every workflow, its audit, runs and their files, children before parents."""
+    with models.session() as s:
+        for table in (AuditEntry, RunFiles, Step, Stage, Workflow, Run):
+            s.exec(delete(table))
+
+
+def clean_staging(root: Path) -> None:
+    """Empty every staging dir under ``root`` (files and run folders), keeping the dirs."""
+    if not root.exists():
+        return
+    for staging in root.iterdir():
+        for entry in staging.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def wait_workflow(workflow_id: int, timeout: float = 30.0) -> dict:
+    """Wait until a workflow has ended; return its progress read."""
+    from pipelines.runcontrol import progress
+
+    return wait_for(lambda: (lambda v: v if not v["active"] else None)(progress.read(workflow_id)),
+                    timeout=timeout, message=f"workflow {workflow_id} to end")
+
+
+def sends(sim) -> Counter:
+    """How often the simulator was sent each (server, operation), GetState aside."""
+    return Counter((e["server"], e["operation"]) for e in sim.log())
+
+
+def steps_of(workflow_id: int, target: str) -> list[Step]:
+    """Every attempt of one target's step in a workflow, oldest first."""
+    with models.session() as s:
+        return s.exec(select(Step).join(Stage, Step.stage_id == Stage.id)
+                      .where(Stage.workflow_id == workflow_id, Step.target == target)
+                      .order_by(Step.attempt)).all()

@@ -1,0 +1,119 @@
+"""The real parts the tests talk to: the ECC simulator, redis-server and a Celery worker."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from pipelines.cli.supervisor import start_redis, wait_for_port
+from tests.support import ROOT
+from tests.support.processes import stop_process, wait_for
+
+
+class SimulatorHandle:
+    """A running ``daqflow simulate`` process and its control endpoints."""
+
+    def __init__(self, proc, ports, topology_path):
+        self.proc, self.ports, self.topology_path = proc, ports, topology_path
+        self.control_port = ports[0]
+
+    def _call(self, method: str, path: str, payload=None):
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
+                                         data=data, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def reset(self):
+        return self._call("POST", "/_sim/reset", {})
+
+    def fault(self, server, kind, operation="*", **fields):
+        return self._call("POST", "/_sim/faults",
+                          dict(server=server, kind=kind, operation=operation, **fields))
+
+    def process(self, name, running: bool):
+        """Stop (or bring back) a placeholder dataRouter or getEccSoapServer process."""
+        return self._call("POST", "/_sim/processes", {"name": name, "running": running})
+
+    def set_state(self, server, state):
+        return self._call("POST", "/_sim/set", {"server": server, "state": int(state)})
+
+    def set_seconds_per_source(self, seconds: float):
+        return self._call("POST", "/_sim/set", {"seconds_per_source": seconds})
+
+    def states(self):
+        return self._call("GET", "/_sim/state")
+
+    def log(self, transitions_only: bool = True):
+        entries = self._call("GET", "/_sim/log")
+        return [e for e in entries if not transitions_only or e["operation"] != "GetState"]
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+def start_simulator(directory: Path, ports: list[int], text: str) -> SimulatorHandle:
+    """Run ``daqflow simulate`` on a topology and wait until every port answers."""
+    path = directory / "topology.toml"
+    path.write_text(text)
+    log = open(directory / "simulator.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "simulate", "--topology",
+                             str(path)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    for port in set(ports):
+        wait_for_port(port, timeout=20)
+    return SimulatorHandle(proc, ports, path)
+
+
+class RedisHandle:
+    """A redis-server of the session's own; tests may stop it and start it again on its port."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.proc, self.url = start_redis(directory)
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def start(self):
+        self.proc, _ = start_redis(self.directory, port=self.port)
+
+
+def start_worker(log_path: Path, hostname: str, concurrency: int = 32) -> subprocess.Popen:
+    """A real Celery worker (thread pool) on the control and files queues; waits for its ping."""
+    from pipelines.orchestration.app import app
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "pipelines.orchestration.app", "worker", "--pool",
+         "threads", "--concurrency", str(concurrency), "--queues", "control,files",
+         "--hostname", f"{hostname}@%h", "--without-mingle", "--without-gossip",
+         "--loglevel", "INFO"],
+        cwd=ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    wait_for(lambda: proc.poll() is not None or any(
+        f"{hostname}@" in host for reply in app.control.ping(timeout=0.5) or [] for host in reply),
+        timeout=60, message=f"the Celery worker {hostname} to answer a ping")
+    assert proc.poll() is None, log_path.read_text()
+    return proc
+
+
+class WorkerHandle:
+    """The session's Celery worker process; a test may kill it and start another."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = start_worker(self.log_path, f"test-{os.getpid()}")
+
+    def kill(self):
+        """SIGKILL, as the OOM killer or a power cut would."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        stop_process(self.proc)

@@ -1,0 +1,285 @@
+"""When things fail, with real processes: replay, a killed worker, Redis restarted,
+concurrent Start clicks, a dead ECC server seen by beat."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+
+import pytest
+from sqlmodel import func, select
+
+import models
+from models import ECCServer, Run, Stage, Step, Workflow
+from pipelines.daq.ecc.states import EccState
+from pipelines.runcontrol import errors, launching, lock, progress, replay, watch
+from tests.support import ROOT
+from tests.support.daq import sends, set_all, steps_of, wait_workflow
+from tests.support.processes import stop_process, wait_for
+from tests.support.web import operator_client
+
+
+@pytest.fixture
+def slow_daq(running_daq):
+    """Transitions of 1.5 s, so that a test can act while a stage runs."""
+    running_daq.set_seconds_per_source(1.5)
+    yield running_daq
+    running_daq.set_seconds_per_source(0.2)
+
+
+def running_steps(workflow_id: int) -> int:
+    with models.session() as s:
+        return s.exec(select(func.count()).select_from(Step).join(Stage, Step.stage_id == Stage.id)
+                      .where(Stage.workflow_id == workflow_id, Step.state == "running")).one()
+
+
+def test_replay_redoes_only_the_failed_step_then_the_rest(running_daq):
+    sim = running_daq
+    set_all(sim, EccState.READY)
+    sim.fault("ecc-cobo3", "error", operation="Start", code=5, message="CoBo[3]: clock not locked",
+              times=1)
+    workflow_id = launching.launch("start_run", title="beam")
+    assert wait_workflow(workflow_id)["state"] == "failed"
+    before = sends(sim)
+    client = operator_client()
+
+    response = client.post(f"/api/workflows/{workflow_id}/replay")
+
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["replayed_steps"] == ["ecc-cobo3"]
+    view = wait_workflow(workflow_id)
+    assert view["state"] == "succeeded", view
+    new = sends(sim) - before
+    assert new == Counter({("ecc-cobo3", "Start"): 1, ("ecc-mutant", "Start"): 1})
+    attempts = steps_of(workflow_id, "ecc-cobo3")
+    assert [(st.attempt, st.state) for st in attempts] == [(1, "failed"), (2, "succeeded")]
+    assert "clock not locked" in attempts[0].error
+    assert [(st.attempt, st.state) for st in steps_of(workflow_id, "ecc-cobo2")] == [(1, "succeeded")]
+    cobos = view["stages"][0]
+    assert [h["attempt"] for h in cobos["earlier_attempts"]] == [1]
+    with models.session() as s:
+        assert s.exec(select(Run.number)).all() == [0]
+    page = client.get(f"/workflows/{workflow_id}").get_data(as_text=True)
+    assert "clock not locked" in page and 'id="replay"' not in page
+
+    again = client.post(f"/api/workflows/{workflow_id}/replay")
+    assert again.status_code == 409 and "nothing failed" in again.get_json()["error"]
+    assert lock.holder() is None
+
+
+def test_replay_is_refused_while_the_workflow_or_another_is_active(daq):
+    with models.session() as s:
+        failed = Workflow(kind="describe", state="failed")
+        busy = Workflow(kind="prepare", state="running")
+        s.add(failed)
+        s.add(busy)
+        s.flush()
+        failed_id, busy_id = failed.id, busy.id
+    with pytest.raises(errors.Refused, match="is still active"):
+        replay.replay(busy_id)
+    with pytest.raises(errors.Refused, match=f"workflow {busy_id} .* is active"):
+        replay.replay(failed_id)
+    with pytest.raises(errors.NotFound):
+        replay.replay(987654)
+    assert lock.holder() is None
+
+
+def test_a_failed_callback_is_replayed_alone(running_daq, staging_root):
+    sim = running_daq
+    set_all(sim, EccState.READY)
+    assert wait_workflow(launching.launch("start_run"))["state"] == "succeeded"
+    workflow_id = launching.create("stop_run")
+    with models.session() as s:  # the stop callback will not find its run: it raises
+        workflow = s.get(Workflow, workflow_id)
+        run_id, workflow.run_id = workflow.run_id, None
+    launching.dispatch(workflow_id)
+    view = wait_workflow(workflow_id)
+    assert view["state"] == "failed"
+    cobos = next(st for st in view["stages"] if st["name"] == "stop CoBos")
+    assert (cobos["state"], cobos["done"], cobos["failed"]) == ("failed", 8, 0)
+    assert "not in the database" in cobos["error"]
+    with models.session() as s:
+        s.get(Workflow, workflow_id).run_id = run_id
+    before = sends(sim)
+
+    planned = replay.replay(workflow_id)
+
+    assert planned["replayed_steps"] == []
+    assert planned["stages"][0] == "stop CoBos"
+    assert wait_workflow(workflow_id, timeout=40)["state"] == "succeeded"
+    assert sends(sim) - before == Counter()  # no source was stopped twice
+    with models.session() as s:
+        run = s.get(Run, run_id)
+        assert run.stopped_at is not None and run.files_organized_at is not None
+
+
+def test_a_worker_killed_mid_stage_loses_its_steps_then_replay_finishes(slow_daq, worker):
+    set_all(slow_daq, EccState.READY)
+    workflow_id = launching.launch("start_run", title="power cut")
+    wait_for(lambda: running_steps(workflow_id) == 8, message="the CoBo steps to run")
+
+    worker.kill()
+    lost = wait_for(lambda: watch.sweep_lost_steps(), timeout=15, message="steps marked lost")
+
+    assert len(lost) == 8
+    view = wait_workflow(workflow_id, timeout=15)
+    assert view["state"] == "failed" and "lost" in view["error"]
+    assert {st["state"] for st in view["stages"][0]["steps"]} == {"lost"}
+    assert lock.holder() is None  # the failure path released run control
+
+    worker.start()
+    planned = replay.replay(workflow_id)
+    assert len(planned["replayed_steps"]) == 8
+    view = wait_workflow(workflow_id, timeout=30)
+    assert view["state"] == "succeeded", view
+    assert [(st.attempt, st.state) for st in steps_of(workflow_id, "ecc-cobo0")] == [
+        (1, "lost"), (2, "succeeded")]
+    with models.session() as s:
+        assert s.exec(select(Run.title)).all() == ["power cut"]
+
+
+def test_redis_restarted_mid_workflow_then_replay(slow_daq, redis_server, worker):
+    set_all(slow_daq, EccState.READY)
+    workflow_id = launching.launch("start_run", title="through a Redis restart")
+    wait_for(lambda: running_steps(workflow_id) == 8, message="the CoBo steps to run")
+
+    redis_server.stop()
+    try:
+        view = progress.read(workflow_id)
+        assert not view["live"] and "live progress is unavailable" in view["live_error"]
+        assert view["state"] == "running" and view["total"] == 9  # the record is intact
+        page = operator_client().get("/").get_data(as_text=True)
+        assert "live progress is unavailable" in page
+        wait_for(lambda: running_steps(workflow_id) == 0, timeout=20,
+                 message="the transitions to end without Redis")
+    finally:
+        redis_server.start()
+    # Celery's worker may exit when its broker goes away under running tasks (kombu fails
+    # restoring their messages); `daqflow up` restarts it, and so does this test.
+    from pipelines.orchestration.app import app
+
+    def answers_ping():
+        try:
+            return app.control.ping(timeout=0.5)
+        except Exception:  # our own connection to the old Redis: the next call reconnects
+            return False
+
+    wait_for(lambda: worker.proc.poll() is not None or answers_ping(),
+             timeout=30, message="the worker to reconnect or exit")
+    if worker.proc.poll() is not None:
+        worker.start()
+
+    # Redis came back empty: the stage's callback will never come. The watch sees it.
+    wait_for(lambda: watch.sweep_stalled_workflows(watch.active_task_ids() or set(), 2.0),
+             timeout=30, message="the stalled workflow to be failed")
+    view = wait_workflow(workflow_id, timeout=5)
+    assert view["state"] == "failed" and "stalled" in view["error"]
+
+    replay.replay(workflow_id)
+    assert wait_workflow(workflow_id, timeout=30)["state"] == "succeeded"
+
+
+def test_concurrent_starts_give_one_workflow_and_refusals(running_daq):
+    set_all(running_daq, EccState.READY)
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def press_start():
+        barrier.wait()
+        try:
+            outcomes.append(("started", launching.launch("start_run", title="race")))
+        except errors.Refused as refusal:
+            outcomes.append(("refused", str(refusal)))
+
+    threads = [threading.Thread(target=press_start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    started = [value for kind, value in outcomes if kind == "started"]
+    assert len(started) == 1 and len(outcomes) == 8, outcomes
+    assert wait_workflow(started[0])["state"] == "succeeded"
+    with models.session() as s:
+        assert s.exec(select(func.count()).select_from(Workflow)).one() == 1
+    # The final callback releases the lock just after committing the workflow's end.
+    wait_for(lambda: lock.holder() is None, timeout=5, message="the lock to be released")
+
+
+def test_the_lock_is_released_only_by_its_owner_and_expires(redis_url):
+    lock.clear()
+    token = lock.acquire(1.0)
+    with pytest.raises(lock.Busy):
+        lock.acquire(60)
+    assert not lock.release("somebody-else")
+    assert lock.holder() == token
+    wait_for(lambda: lock.holder() is None, timeout=5, message="the lock to expire")
+    assert not lock.release(token)  # expired: nothing of ours to release
+
+
+@pytest.fixture
+def beat(running_daq, tmp_path):
+    """A real celery beat with a 1 s ECC watch period."""
+    log = open(tmp_path / "beat.log", "wb")
+    env = dict(os.environ, DAQFLOW_WATCH_ECC_SECONDS="1", DAQFLOW_WATCH_ROUTERS_SECONDS="2")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pipelines.orchestration.app", "beat",
+                             "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    yield proc
+    stop_process(proc)
+
+
+def test_beat_marks_a_dead_ecc_server_offline_and_refreshes_the_others(running_daq, beat,
+                                                                       staging_root):
+    sim = running_daq
+    set_all(sim, EccState.READY)
+    with models.session() as s:  # the database has not seen any server yet
+        for server in s.exec(select(ECCServer)).all():
+            server.state, server.online = None, None
+    (staging_root / "5" / "stray.graw").write_bytes(b"x")
+    sim.fault("ecc-cobo2", "refuse")  # the server's port closes, as if it had died
+
+    def watched():
+        with models.session() as s:
+            servers = {srv.name: srv for srv in s.exec(select(ECCServer)).all()}
+            router = s.exec(select(models.DataRouter).where(
+                models.DataRouter.name == "router-5")).one()
+        dead = servers["ecc-cobo2"]
+        others = [srv for name, srv in servers.items() if name != "ecc-cobo2"]
+        return (dead.online is False and all(srv.online and srv.state == EccState.READY
+                                             for srv in others)
+                and router.graw_files == 1 and (servers, router))
+
+    servers, router = wait_for(watched, timeout=20, message="beat to see the dead server")
+    dead = servers["ecc-cobo2"]
+    assert dead.state is None and "ecc-cobo2" in dead.last_error
+    page = operator_client().get("/").get_data(as_text=True)
+    assert "offline" in page and "dirty: 1 .graw file(s)" in page
+
+
+def ecc_processes() -> dict[str, bool | None]:
+    with models.session() as s:
+        return {srv.name: srv.process_running for srv in s.exec(select(ECCServer)).all()}
+
+
+def test_beat_sees_the_ecc_server_process_die_and_come_back(running_daq, beat):
+    sim = running_daq
+    servers = list(ecc_processes())
+    wait_for(lambda: ecc_processes() == dict.fromkeys(servers, True), timeout=20,
+             message="beat to find getEccSoapServer running on the ECC servers' node")
+
+    sim.process("getEccSoapServer", running=False)  # the program dies on the node
+    wait_for(lambda: ecc_processes() == dict.fromkeys(servers, False), timeout=20,
+             message="beat to see getEccSoapServer gone")
+    with models.session() as s:
+        routers = s.exec(select(models.DataRouter)).all()
+        assert all(router.online for router in routers)  # the routers' own process still runs
+    page = operator_client().get("/").get_data(as_text=True)
+    row = page.split('data-ecc-server="ecc-cobo0"')[1].split("</tr>")[0]
+    assert '<td class="ecc-process"><span class="error">not running</span></td>' in row
+
+    sim.process("getEccSoapServer", running=True)
+    wait_for(lambda: ecc_processes() == dict.fromkeys(servers, True), timeout=20,
+             message="beat to see getEccSoapServer back")

@@ -1,0 +1,166 @@
+"""Hostile input: at least 1,000 generated requests, no 500, and no rejection changes the database.
+
+Requests go through Flask's test client with every kind of caller (operator or
+viewer session with or without the CSRF token, valid or forged bearer token,
+nobody) to every endpoint that takes input. Accepted workflows are written as
+usual but not sent to Celery: this test is about the web layer's checks, and a
+worker running them would change the database under the comparison.
+"""
+import hashlib
+import json
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlmodel import SQLModel, update
+
+import models
+from models import Workflow
+from models.vocabulary import ACTIVE_STATES
+from pipelines.daq.ecc.states import EccState
+from pipelines.runcontrol import accounts, lock
+from tests.support.daq import set_all
+from tests.support.web import account, log_in, web_app
+
+EXAMPLES = 1000
+
+
+def database_digest() -> str:
+    """Every row of every table, hashed: equal digests mean nothing changed."""
+    digest = hashlib.sha256()
+    with models.get_engine().connect() as connection:
+        for table in SQLModel.metadata.sorted_tables:
+            for row in connection.execute(text(f'SELECT * FROM "{table.name}" ORDER BY 1')):
+                digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                              max_size=4),
+    max_leaves=12)
+titles = st.one_of(st.text(max_size=250), st.sampled_from(
+    ["<script>alert(1)</script>", "a\x00b", "x" * 201, "run 7 ✓", "", " \t"]))
+run_classes = st.one_of(st.sampled_from(["TEST", "PROD", "BEAM", "JUNK", "PULS", "beam", ""]),
+                        st.text(max_size=8))
+start_fields = st.fixed_dictionaries({}, optional={
+    "title": titles | json_values, "run_class": run_classes | json_values,
+    "colour": json_values})
+names = st.one_of(st.sampled_from(["describe", "prepare", "configure", "reset", "explode"]),
+                  st.text(alphabet=string.ascii_letters + "%._-~", min_size=1, max_size=12))
+workflow_ids = st.one_of(st.integers(min_value=-5, max_value=5), st.integers(),
+                         st.just(2**31 - 1), st.just(2**31))
+bodies = st.one_of(
+    st.builds(lambda d: ("json", d), start_fields),
+    st.builds(lambda v: ("json", v), json_values),
+    st.builds(lambda b: ("raw", b), st.binary(max_size=64)),
+    st.builds(lambda b: ("raw", b), st.sampled_from([b"[" * 5000, b'{"title": "', b"\xff\xfe"])),
+    st.builds(lambda d: ("form", d), st.dictionaries(
+        st.sampled_from(["title", "run_class", "name", "password", "csrf_token", "next", "x"]),
+        st.text(max_size=40), max_size=4)),
+    st.just(("none", None)))
+callers = st.sampled_from(["operator", "operator-no-csrf", "viewer", "token", "forged-token",
+                           "nobody"])
+
+
+@st.composite
+def requests(draw):
+    name, wid = draw(names), draw(workflow_ids)
+    method, path = draw(st.sampled_from([
+        ("POST", "/api/runs/start"), ("POST", "/api/runs/stop"),
+        ("POST", f"/api/transitions/{name}"), ("POST", f"/api/workflows/{wid}/replay"),
+        ("GET", f"/api/workflows/{wid}"), ("GET", "/api/status"), ("POST", "/actions/start"),
+        ("POST", "/actions/stop"), ("POST", f"/actions/transition/{name}"),
+        ("POST", f"/workflows/{wid}/replay"), ("GET", f"/workflows/{wid}"),
+        ("POST", "/login"), ("POST", "/logout"), ("PUT", "/api/runs/start"),
+        ("DELETE", f"/api/workflows/{wid}")]))
+    return method, path, draw(bodies), draw(callers)
+
+
+@pytest.fixture
+def clients(daq, monkeypatch):
+    from pipelines.runcontrol import launching, replay
+
+    sent = []
+    monkeypatch.setattr(launching, "dispatch", sent.append)
+    monkeypatch.setattr(replay, "dispatch", sent.append)
+    set_all(daq, EccState.READY)
+    app = web_app()
+    account("robot", "operator")
+    token = accounts.issue_token("robot")
+    operator = log_in(app.test_client(), "alice", account("alice", "operator"))
+    viewer = log_in(app.test_client(), "victor", account("victor", "viewer"))
+    return {"app": app, "operator": operator, "viewer": viewer, "token": token, "sent": sent}
+
+
+CALLERS = {"operator": ("alice",), "operator-no-csrf": ("alice",), "viewer": ("victor",)}
+
+
+def send_client(clients, caller):
+    """The logged-in client of a session caller."""
+    return clients["viewer" if caller == "viewer" else "operator"]
+
+
+def send(clients, method, path, body, caller):
+    headers = {}
+    if caller in CALLERS:
+        client = send_client(clients, caller)
+    else:
+        client = clients["app"].test_client()
+        if caller == "token":
+            headers["Authorization"] = f"Bearer {clients['token']}"
+        elif caller == "forged-token":
+            headers["Authorization"] = "Bearer dqf_" + "A" * 43
+    if caller == "operator-no-csrf":
+        headers["X-CSRF-Token"] = ""
+    kind, payload = body
+    kwargs = {"headers": headers}
+    if kind == "json":
+        kwargs["data"], kwargs["content_type"] = json.dumps(payload), "application/json"
+    elif kind in ("raw", "form"):  # bytes as they are; a dict as a urlencoded form
+        kwargs["data"] = payload
+    return client.open(path, method=method, **kwargs)
+
+
+def end_accepted_workflows():
+    """An accepted request leaves its workflow pending: end it so the next may be accepted."""
+    with models.session() as s:
+        s.exec(update(Workflow).where(Workflow.state.in_(ACTIVE_STATES))
+               .values(state="failed", error="ended by the fuzz test"))
+    lock.clear()
+
+
+def test_generated_requests_never_500_and_rejections_change_nothing(clients):
+    seen = {"requests": 0, "rejected": 0, "accepted": 0}
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(requests())
+    def one(request):
+        method, path, body, caller = request
+        before = database_digest()
+        response = send(clients, method, path, body, caller)
+        seen["requests"] += 1
+        assert response.status_code < 500, (request, response.get_data(as_text=True)[:500])
+        if path.startswith("/api/") and response.status_code >= 400:
+            assert "error" in response.get_json(), request
+        if response.status_code >= 400:
+            seen["rejected"] += 1
+            assert database_digest() == before, (request, response.status_code)
+        elif method != "GET" and response.status_code == 202:
+            seen["accepted"] += 1
+            end_accepted_workflows()
+        if path == "/logout" and response.status_code == 302 and caller in CALLERS:
+            log_in(send_client(clients, caller), *CALLERS[caller])  # keep its session going
+        seen.setdefault(response.status_code, 0)
+        seen[response.status_code] += 1
+        if "<script>alert(1)</script>" in repr(body):
+            assert "<script>alert(1)</script>" not in response.get_data(as_text=True)
+
+    one()
+    assert seen["requests"] >= EXAMPLES
+    # The generator must reach both sides of the checks, or the test proves little.
+    assert seen["rejected"] > EXAMPLES // 2 and seen["accepted"] > 0, seen

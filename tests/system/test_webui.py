@@ -1,0 +1,124 @@
+"""The run-control page and the JSON API, through Flask's test client."""
+import re
+
+import pytest
+
+from pipelines.daq.ecc.states import EccState
+from tests.support.daq import row_counts, set_all, wait_workflow
+from tests.support.web import operator_client
+
+
+@pytest.fixture
+def client(daq):
+    # Logged in as an operator; every poll sees the database as it is now (the shared
+    # render has its own test).
+    return operator_client()
+
+
+def bars(html: str) -> list[str]:
+    return re.findall(r'role="progressbar"[^>]*aria-valuenow="(\d+)"', html)
+
+
+def test_page_shows_sources_state_and_one_bar_each(client):
+    html = client.get("/").get_data(as_text=True)
+    assert "Run control" in html and "no run is going" in html
+    assert len(bars(html)) == 9
+    assert "CoBo[7]" in html and "Mutant[master]" in html
+    assert "htmx-2.0.11.min.js" in html and "//cdn" not in html
+    assert 'hx-trigger="every' not in html  # nothing active: no polling
+
+
+def test_live_section_polls_while_active_and_stops_when_done(client, worker, daq):
+    set_all(daq, EccState.READY)
+    response = client.post("/actions/start", data={"title": "<script>alert(1)</script>",
+                                                   "run_class": "BEAM"})
+    assert response.status_code == 202
+    html = response.get_data(as_text=True)
+    assert 'hx-trigger="every 1s"' in html
+    assert "start CoBos" in html
+    workflow_id = client.get("/api/status").get_json()["active_workflow"] or \
+        client.get("/api/status").get_json()["last_workflow"]
+    wait_workflow(workflow_id)
+    html = client.get("/live").get_data(as_text=True)
+    assert 'hx-trigger' not in html
+    assert bars(html) == ["100"] * 11  # two stage bars, then nine source bars
+    assert "run 0: &lt;script&gt;alert(1)&lt;/script&gt; (BEAM)" in html
+    assert "<script>alert(1)" not in html
+
+
+def test_workflow_page_shows_the_failed_sources_message(client, worker, daq):
+    set_all(daq, EccState.PREPARED)
+    daq.fault("ecc-cobo5", "error", operation="Configure", message="CoBo[5]: AGET 3 timeout")
+    response = client.post("/api/transitions/configure")
+    assert response.status_code == 202
+    workflow_id = response.get_json()["workflow_id"]
+    wait_workflow(workflow_id)
+    html = client.get(f"/workflows/{workflow_id}").get_data(as_text=True)
+    assert "CoBo[5]: AGET 3 timeout" in html
+    assert re.search(r'data-state="failed"', html)
+    assert "not run" in html  # the MuTAnT stage never ran
+    history = client.get("/workflows/").get_data(as_text=True)
+    assert f">{workflow_id}<" in history and "failed" in history
+
+
+def test_api_start_and_progress(client, worker, daq):
+    set_all(daq, EccState.READY)
+    response = client.post("/api/runs/start", json={"title": "api run", "run_class": "PULS"})
+    assert response.status_code == 202
+    workflow_id = response.get_json()["workflow_id"]
+    view = client.get(f"/api/workflows/{workflow_id}").get_json()
+    assert view["total"] == 9 and [s["name"] for s in view["stages"]] == ["start CoBos", "start MuTAnT"]
+    wait_workflow(workflow_id)
+    status = client.get("/api/status").get_json()
+    assert status["state"] == "RUNNING" and status["run"]["number"] == 0
+    assert status["run"]["title"] == "api run" and status["active_workflow"] is None
+    assert client.post("/api/runs/stop").status_code == 202
+
+
+@pytest.mark.parametrize("method, url, body, code, message", [
+    ("post", "/api/runs/start", "not json", 400, "JSON object"),
+    ("post", "/api/runs/start", {"title": 5}, 400, "title must be text"),
+    ("post", "/api/runs/start", {"title": "x", "run_class": "FUN"}, 400, "run_class"),
+    ("post", "/api/runs/start", {"title": "x", "colour": "red"}, 400, "unknown field(s): colour"),
+    ("post", "/api/runs/start", {"title": "x" * 201}, 400, "longer than 200"),
+    ("post", "/api/runs/start", {"title": "a\x00b"}, 400, "control characters"),
+    ("post", "/api/runs/start", {"title": "x"}, 409, "every source is READY"),
+    ("post", "/api/runs/stop", None, 409, "no run is going"),
+    ("post", "/api/transitions/explode", None, 404, "no transition"),
+    ("get", "/api/workflows/999999", None, 404, "no workflow 999999"),
+    ("get", "/api/nothing-here", None, 404, ""),
+])
+def test_api_errors_are_json_and_change_nothing(client, method, url, body, code, message):
+    before = row_counts()
+    kwargs = {"json": body} if isinstance(body, dict) else ({"data": body} if body else {})
+    response = getattr(client, method)(url, **kwargs)
+    assert response.status_code == code
+    assert message in response.get_json()["error"]
+    assert row_counts() == before
+
+
+def test_page_refusal_goes_to_the_message_box(client):
+    response = client.post("/actions/start", data={"title": "t", "run_class": "TEST"})
+    assert response.status_code == 409
+    assert response.headers["HX-Retarget"] == "#message"
+    assert "every source is READY" in response.get_data(as_text=True)
+
+
+def test_pollers_share_one_render_of_the_live_section_for_a_short_while(daq):
+    from sqlmodel import update
+
+    import models
+    from models import Experiment
+
+    client = operator_client(LIVE_CACHE_SECONDS=60)
+    first = client.get("/live").get_data(as_text=True)
+    with models.session() as s:
+        s.exec(update(Experiment).values(name="renamed-meanwhile"))
+    assert "renamed-meanwhile" not in first
+    assert client.get("/live").get_data(as_text=True) == first  # shared, not re-rendered
+    # An action's answer is always fresh, and the polls after it get that render.
+    checked = client.post("/actions/check-routers").get_data(as_text=True)
+    assert "renamed-meanwhile" in checked
+    assert client.get("/live").get_data(as_text=True) == checked
+    uncached = operator_client()
+    assert "renamed-meanwhile" in uncached.get("/live").get_data(as_text=True)

@@ -1,0 +1,274 @@
+"""Workflows on a real worker, real Redis and the simulator over HTTP."""
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from sqlalchemy import event
+from sqlmodel import select, update
+
+import models
+from models import ECCServer, Experiment, Run, Stage, Step, Workflow
+from models.columns import utcnow
+from pipelines.daq.ecc.states import EccState
+from pipelines.runcontrol import errors, launching, progress
+from pipelines.simulator.topology import simulated_topology
+from pipelines.topology import loading, schema
+from tests.support import ROOT
+from tests.support.daq import clear_workflow_records, row_counts, set_all, wait_workflow
+from tests.support.processes import wait_for
+from tests.support.services import start_simulator
+
+
+def test_describe_prepare_configure_then_start_and_stop_a_run(running_daq):
+    sim = running_daq
+    for kind in ("describe", "prepare", "configure"):
+        view = wait_workflow(launching.launch(kind))
+        assert view["state"] == "succeeded", view
+    assert set(s["state"] for s in sim.states().values()) == {EccState.READY}
+
+    sim.reset()  # a clean request log for the start
+    set_all(sim, EccState.READY)
+    start = wait_workflow(launching.launch("start_run", title="cosmics", run_class="PROD"))
+    assert start["state"] == "succeeded", start
+    assert [st["name"] for st in start["stages"]] == ["start CoBos", "start MuTAnT"]
+    log = sim.log(transitions_only=False)
+    mutant_start = next(e["time"] for e in log if e["server"] == "ecc-mutant" and e["operation"] == "Start")
+    cobo_requests = [e["time"] for e in log if e["server"] != "ecc-mutant"]
+    assert len([e for e in log if e["operation"] == "Start"]) == 9
+    assert max(cobo_requests) < mutant_start, "a CoBo was still being driven when the MuTAnT started"
+    with models.session() as s:
+        run = s.exec(select(Run)).one()
+        assert (run.number, run.title, run.run_class, run.config_name) == (0, "cosmics", "PROD", "cfg")
+        assert run.started_at is not None and run.stopped_at is None
+        assert s.exec(select(Experiment).where(Experiment.active == True)).one().last_run_number == 0  # noqa: E712
+
+    stop = wait_workflow(launching.launch("stop_run"))
+    assert stop["state"] == "succeeded", stop
+    assert [st["name"] for st in stop["stages"]] == ["stop MuTAnT", "stop CoBos",
+                                                     "organize files", "back up configs"]
+    log = sim.log(transitions_only=False)
+    first_cobo_stop = min(e["time"] for e in log if e["server"] != "ecc-mutant" and e["operation"] == "Stop")
+    assert max(e["time"] for e in log if e["server"] == "ecc-mutant") < first_cobo_stop
+    with models.session() as s:
+        run = s.exec(select(Run)).one()
+        assert run.stopped_at is not None and run.duration_seconds > 0
+
+
+def test_a_failing_source_fails_its_stage_and_leaves_the_run_unrecorded(running_daq):
+    sim = running_daq
+    set_all(sim, EccState.READY)
+    sim.fault("ecc-cobo3", "error", operation="Start", code=5, message="CoBo[3]: clock not locked")
+    view = wait_workflow(launching.launch("start_run", title="beam"))
+    assert view["state"] == "failed"
+    assert "CoBo[3]: clock not locked" in view["error"]
+    cobos, mutant = view["stages"]
+    assert cobos["state"] == "failed" and cobos["done"] == 7 and cobos["failed"] == 1
+    failed = [st for st in cobos["steps"] if st["state"] == "failed"]
+    assert [st["target"] for st in failed] == ["ecc-cobo3"]
+    assert "CoBo[3]: clock not locked (error code 5)" in failed[0]["error"]
+    assert mutant["state"] == "pending" and mutant["done"] == 0
+    assert not any(e["server"] == "ecc-mutant" for e in sim.log())
+    with models.session() as s:
+        assert s.exec(select(Run)).all() == []
+        assert s.exec(select(Experiment)).one().last_run_number == -1
+    wait_for(lambda: progress.read(view["id"])["stages"][0]["callback_state"] == "FAILURE")
+
+
+def test_a_transition_that_never_ends_fails_at_the_deadline_while_others_complete(running_daq):
+    sim = running_daq
+    sim.fault("ecc-cobo1", "hang", operation="Prepare")
+    set_all(sim, EccState.DESCRIBED)
+    workflow_id = launching.launch("prepare")
+
+    def hanging_step():
+        for stage in progress.read(workflow_id)["stages"]:
+            for step in stage["steps"]:
+                if step["target"] == "ecc-cobo1" and step["task_state"] == "PROGRESS":
+                    return step
+
+    live = wait_for(hanging_step, timeout=10, message="the hanging step's PROGRESS state")
+    assert live["state"] == "running" and live["expected"] == pytest.approx(0.2)
+    assert live["elapsed"] is not None and 0 < live["progress"] <= 0.99
+    view = wait_workflow(workflow_id, timeout=20)
+    steps = {st["target"]: st for st in view["stages"][0]["steps"]}
+    assert steps["ecc-cobo1"]["state"] == "failed"
+    assert "not confirmed within its deadline of 3 s" in steps["ecc-cobo1"]["error"]
+    assert all(st["state"] == "succeeded" for name, st in steps.items() if name != "ecc-cobo1")
+
+
+def test_transitions_are_idempotent(running_daq):
+    sim = running_daq
+    set_all(sim, EccState.DESCRIBED)
+    view = wait_workflow(launching.launch("describe"))
+    assert view["state"] == "succeeded"
+    assert sim.log() == []  # nothing was sent: every server was already DESCRIBED
+
+
+def test_reset_takes_one_step_back_from_the_highest_state(running_daq):
+    sim = running_daq
+    set_all(sim, EccState.PREPARED)
+    sim.set_state("ecc-cobo2", EccState.READY)
+    with models.session() as s:
+        s.exec(update(ECCServer).where(ECCServer.name == "ecc-cobo2").values(state=4))
+    view = wait_workflow(launching.launch("reset"))
+    assert view["state"] == "succeeded"
+    assert [(e["server"], e["operation"]) for e in sim.log()] == [("ecc-cobo2", "Breakup")]
+    assert {s["state"] for s in sim.states().values()} == {EccState.PREPARED}
+
+
+@pytest.mark.parametrize("setup, kind, message", [
+    ("idle", "start_run", "a run starts only when every source is READY"),
+    ("idle", "stop_run", "no run is going"),
+    ("running", "start_run", "run 0 is going; stop it before starting another"),
+    ("running", "configure", "run 0 is going"),
+    ("busy", "describe", "is still active"),
+    ("idle-known", "reset", "every source is IDLE: nothing to reset"),
+])
+def test_refusals_write_nothing(daq, setup, kind, message):
+    with models.session() as s:
+        if setup == "running":
+            experiment = s.exec(select(Experiment)).one()
+            s.add(Run(experiment_id=experiment.id, number=0, started_at=utcnow()))
+            experiment.last_run_number = 0
+        if setup == "busy":
+            s.add(Workflow(kind="describe", state="running"))
+        if setup == "idle-known":
+            s.exec(update(ECCServer).values(state=1))
+    before = row_counts()
+    with pytest.raises(errors.Refused, match=message):
+        launching.launch(kind)
+    assert row_counts() == before
+
+
+class CountingRedis(redis.Redis):
+    """A Redis client that counts the commands it sends (one per round trip here)."""
+
+    commands: list
+
+    def execute_command(self, *args, **options):
+        self.commands.append(args[0])
+        return super().execute_command(*args, **options)
+
+
+@pytest.fixture
+def big_daq(redis_url, worker, tmp_path):
+    """64 simulated ECC servers behind one port, on distinct paths."""
+    from pipelines.cli.supervisor import free_port
+
+    port = free_port()
+    sim = start_simulator(tmp_path, [port] * 64,
+                          simulated_topology([port] * 64, seconds_per_source=0.3))
+    clear_workflow_records()
+    loading.load(schema.read(sim.topology_path))
+    yield sim
+    sim.stop()
+
+
+def test_progress_read_of_64_sources_costs_one_query_and_one_redis_round_trip(big_daq, redis_url):
+    workflow_id = launching.launch("describe")
+    client = CountingRedis.from_url(redis_url)
+    client.commands = []
+    statements = []
+    engine = models.get_engine()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        wait_for(lambda: progress.read(workflow_id)["done"] > 0, timeout=20)
+        statements.clear()
+        client.commands = []
+        view = progress.read(workflow_id, redis_client=client)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert view["total"] == 64
+    assert client.commands == ["MGET"]
+    assert len(statements) == 1
+    running = [st for stage in view["stages"] for st in stage["steps"]]
+    assert len(running) == 64
+    final = wait_workflow(workflow_id)
+    assert final["state"] == "succeeded" and final["done"] == 64
+
+
+def test_cli_wait_reports_success_and_refusal_by_exit_code(running_daq):
+    set_all(running_daq, EccState.PREPARED)
+    ok = subprocess.run([sys.executable, "-m", "pipelines.cli", "transition", "configure", "--wait"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "succeeded" in ok.stdout and "configure CoBos" in ok.stdout
+    stop = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "stop", "--wait"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 3 and "no run is going" in stop.stderr
+    running_daq.fault("ecc-mutant", "error", operation="Start", message="shelf not ready")
+    failed = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "start", "--title",
+                             "t", "--wait"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "shelf not ready" in failed.stderr
+
+
+def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq):
+    from pipelines.orchestration.app import app
+
+    set_all(running_daq, EccState.READY)
+    first = wait_workflow(launching.launch("start_run", title="keys"))
+    with models.session() as s:
+        stages = s.exec(select(Stage).where(Stage.workflow_id == first["id"])).all()
+        ids = [st.callback_task_id for st in stages] + [
+            step.task_id for st in stages
+            for step in s.exec(select(Step).where(Step.stage_id == st.id)).all()]
+        groups = [st.group_id for st in stages]
+    backend = app.backend
+    keys = [backend.get_key_for_task(tid) for tid in ids]
+    assert backend.client.exists(*keys) == len(keys) == 11  # 9 steps, 2 stage callbacks
+    # Each stage's chord leaves its "done" marker under the group the steps ran in.
+    markers = [backend.get_key_for_group(gid, ".c") for gid in groups]
+    assert backend.client.exists(*markers) == 2
+
+    second = wait_workflow(launching.launch("stop_run"))
+
+    assert second["state"] == "succeeded"
+    assert backend.client.exists(*keys) == 0
+    assert backend.client.exists(*markers) == 0
+    view = progress.read(first["id"])  # the record stays whole without them
+    assert (view["state"], view["done"], view["total"]) == ("succeeded", 9, 9)
+    assert [st["callback_state"] for st in view["stages"]] == ["SUCCESS", "SUCCESS"]
+
+
+def test_sending_stages_keeps_no_result_objects_in_the_sending_process(running_daq):
+    # Whoever sends a chord (this process for the first stage, a control worker for
+    # the next) would otherwise hold every member's result until it exits: the
+    # control workers grew by megabytes per start/stop cycle.
+    from pipelines.orchestration.app import app
+
+    set_all(running_daq, EccState.READY)
+    for action in ("start_run", "stop_run"):
+        assert wait_workflow(launching.launch(action, title="held"))["state"] == "succeeded"
+    concrete, weak = app.backend._pending_results
+    assert (len(concrete), len(weak)) == (0, 0)
+
+
+def test_an_action_right_after_a_workflow_ended_waits_for_its_lock_instead_of_refusing(daq):
+    import threading
+
+    from pipelines.runcontrol import lock
+
+    token = lock.acquire(60)
+    with models.session() as s:
+        ended = Workflow(kind="start_run", state="succeeded", lock_token=token)
+        s.add(ended)
+    # The final callback has recorded the end and is about to release the lock.
+    releaser = threading.Timer(0.3, lock.release, args=(token,))
+    releaser.start()
+    taken = launching.take_lock()
+    releaser.join()
+    assert taken != token and lock.holder() == taken
+    lock.release(taken)
+
+    # A holder that is still running is a refusal, at once.
+    token = lock.acquire(60)
+    with models.session() as s:
+        s.exec(update(Workflow).where(Workflow.id == ended.id).values(state="running"))
+    began = time.monotonic()
+    with pytest.raises(errors.Refused, match="in progress"):
+        launching.take_lock()
+    assert time.monotonic() - began < 1.0
+    lock.release(token)

@@ -1,0 +1,81 @@
+"""Unit tests of canvas structure: pure functions, nothing sent."""
+from celery.canvas import _chain, _chord
+
+from models import Stage, Step, Workflow
+from pipelines.orchestration import canvases
+
+
+def _rows():
+    workflow = Workflow(id=7, kind="start_run", callback_task_id="wf-cb")
+    stages = [Stage(id=2, workflow_id=7, order=1, name="start MuTAnT", operation="Start",
+                    group_id="g2", callback_task_id="cb2"),
+              Stage(id=1, workflow_id=7, order=0, name="start CoBos", operation="Start",
+                    group_id="g1", callback_task_id="cb1")]
+    steps = [Step(id=10 + i, stage_id=1, target=f"ecc-cobo{i}", operation="Start",
+                  task_id=f"t{i}") for i in range(3)]
+    steps.append(Step(id=20, stage_id=2, target="ecc-mutant", operation="Start", task_id="tm"))
+    return workflow, stages, steps
+
+
+def test_workflow_is_a_chain_of_chords_then_the_final_callback():
+    canvas = canvases.workflow_canvas(*_rows())
+    assert isinstance(canvas, _chain)
+    first, second, final = canvas.tasks
+    assert isinstance(first, _chord) and isinstance(second, _chord)
+    assert first.tasks.options["task_id"] == "g1" and second.tasks.options["task_id"] == "g2"
+    assert [t.options["task_id"] for t in first.tasks.tasks] == ["t0", "t1", "t2"]
+    assert [t.args for t in first.tasks.tasks] == [(10,), (11,), (12,)]
+    assert {t.task for t in first.tasks.tasks} == {"daqflow.ecc.transition"}
+    assert first.body.task == "daqflow.stage.complete" and first.body.args == (1,)
+    assert first.body.options["task_id"] == "cb1"
+    assert first.body.options["link_error"][0]["task"] == "daqflow.stage.failed"
+    assert final.task == "daqflow.workflow.finish" and final.options["task_id"] == "wf-cb"
+    assert list(final.options["link_error"][0]["args"]) == [7, "wf-cb"]
+    assert all(t.immutable for t in first.tasks.tasks)
+
+
+def test_a_replay_runs_only_the_given_stages_and_steps():
+    workflow, stages, steps = _rows()
+    canvas = canvases.workflow_canvas(workflow, [stages[0]], [s for s in steps if s.stage_id == 2])
+    assert len(canvas.tasks) == 2
+    assert canvas.tasks[0].body.args == (2,)
+    assert [t.options["task_id"] for t in canvas.tasks[0].tasks.tasks] == ["tm"]
+
+
+def test_a_stage_with_no_step_to_run_is_its_callback_alone():
+    workflow, stages, _ = _rows()
+    callback_only, final = canvases.workflow_canvas(workflow, [stages[1]], []).tasks
+    assert callback_only.task == "daqflow.stage.complete" and callback_only.args == (1,)
+    assert callback_only.options["task_id"] == "cb1"
+    errback = callback_only.options["link_error"][0]
+    assert errback["task"] == "daqflow.stage.failed" and list(errback["args"]) == [1, "cb1"]
+
+
+def test_file_steps_run_their_own_tasks_on_the_files_queue(monkeypatch):
+    import importlib
+    import sys
+
+    from celery.app.routes import MapRoute
+
+    if "pipelines.orchestration.celeryconfig" not in sys.modules:
+        # Read with a placeholder URL, never connected to, and forgotten afterwards so the
+        # app still reads the real configuration when it first needs it.
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+        monkeypatch.setitem(sys.modules, "pipelines.orchestration.celeryconfig", None)
+        del sys.modules["pipelines.orchestration.celeryconfig"]
+    celeryconfig = importlib.import_module("pipelines.orchestration.celeryconfig")
+
+    workflow = Workflow(id=8, kind="stop_run", callback_task_id="wf")
+    stages = [Stage(id=3, workflow_id=8, order=2, name="organize files", operation="organize",
+                    group_id="g3", callback_task_id="cb3"),
+              Stage(id=4, workflow_id=8, order=3, name="back up configs", operation="backup",
+                    group_id="g4", callback_task_id="cb4")]
+    steps = [Step(id=30, stage_id=3, target="router-0", operation="organize", task_id="o0"),
+             Step(id=40, stage_id=4, target="ecc-cobo0", operation="backup", task_id="b0")]
+    organize, backup, _ = canvases.workflow_canvas(workflow, stages, steps).tasks
+    assert [t.task for t in organize.tasks.tasks] == ["daqflow.files.organize"]
+    assert [t.task for t in backup.tasks.tasks] == ["daqflow.files.backup"]
+    routes = MapRoute(celeryconfig.task_routes)
+    assert routes("daqflow.files.organize") == routes("daqflow.files.backup") == {"queue": "files"}
+    assert routes("daqflow.ecc.transition") is None  # the default queue: control
+    assert celeryconfig.task_default_queue == "control"

@@ -1,0 +1,104 @@
+"""Unit tests of the ECC payloads, the state machine facts, and driving a transition on a fake clock."""
+from pipelines.daq.ecc import drive, payloads, states
+from pipelines.daq.ecc.client import EccError, StateReport
+from pipelines.daq.ecc.payloads import ConfigId, DataLink
+from pipelines.daq.ecc.states import EccState
+
+
+def test_config_id_xml_round_trips_and_escapes():
+    config = ConfigId("desc <&> \"x\"", "prep", "conf")
+    text = payloads.config_id_xml(config)
+    assert text.startswith("<ConfigId>")
+    assert '<SubConfigId type="describe">desc &lt;&amp;&gt; "x"</SubConfigId>' in text
+    assert payloads.parse_config_ids(text) == [config]
+
+
+def test_data_link_set_has_one_link_per_source():
+    links = [DataLink("CoBo[0]", "r0", "10.0.0.1", 46005, "TCP"),
+             DataLink("Mutant[master]", "rm", "10.0.0.2", 46010, "FDT")]
+    text = payloads.data_link_set_xml(links)
+    assert text.count("<DataLink>") == 2
+    assert '<DataSender id="CoBo[0]"/>' in text
+    assert 'ipAddress="10.0.0.2" port="46010" type="FDT"' in text
+    assert payloads.parse_data_link_set(text) == links
+
+
+def test_get_config_ids_list_is_parsed():
+    text = ("<List><ConfigId><SubConfigId type='describe'>a</SubConfigId>"
+            "<SubConfigId type='prepare'>b</SubConfigId><SubConfigId type='configure'>c"
+            "</SubConfigId></ConfigId></List>")
+    assert payloads.parse_config_ids(text) == [ConfigId("a", "b", "c")]
+
+
+def test_targets_and_one_step_back():
+    assert states.target_state("Configure") == EccState.READY
+    assert states.target_state("Undo", EccState.PREPARED) == EccState.DESCRIBED
+    assert states.step_back(EccState.RUNNING) == ("Stop", EccState.READY)
+    assert states.step_back(EccState.READY) == ("Breakup", EccState.PREPARED)
+    assert states.step_back(EccState.DESCRIBED) == ("Undo", EccState.IDLE)
+    assert states.step_back(EccState.IDLE) is None
+
+
+def test_poll_delay_waits_long_early_and_short_near_the_end():
+    assert drive.poll_delay(0.0, 10.0) == 1.0
+    assert drive.poll_delay(7.9, 10.0) < 0.2
+    assert 0.02 <= drive.poll_delay(12.0, 10.0) <= 0.25
+
+
+class FakeClient:
+    """Scripted GetState answers (unit test of the drive loop only)."""
+
+    name = "fake"
+
+    def __init__(self, states):
+        self.states, self.sent = list(states), []
+
+    def get_state(self):
+        state, transition = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return StateReport(state, transition)
+
+    def transition(self, operation, config, links):
+        self.sent.append(operation)
+
+
+def _drive(client, deadline=5.0):
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    return drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [],
+                     deadline, 1.0, clock=lambda: now[0], sleep=sleep)
+
+
+def test_drive_sends_once_and_waits_for_confirmation():
+    client = FakeClient([(3, 0), (3, 4), (3, 4), (4, 0)])
+    assert _drive(client) is True
+    assert client.sent == ["Configure"]
+
+
+def test_drive_is_idempotent_when_already_there_or_on_the_way():
+    settled = FakeClient([(4, 0)])
+    assert _drive(settled) is False and settled.sent == []
+    moving = FakeClient([(3, 4), (4, 0)])
+    assert _drive(moving) is False and moving.sent == []
+
+
+def test_drive_fails_at_its_deadline():
+    client = FakeClient([(3, 0), (3, 4)])
+    try:
+        _drive(client, deadline=2.0)
+    except EccError as exc:
+        assert "deadline of 2 s" in str(exc) and exc.server == "fake"
+    else:
+        raise AssertionError("no deadline failure")
+
+
+def test_drive_fails_when_the_transition_ends_elsewhere():
+    client = FakeClient([(3, 0), (3, 4), (3, 0)])
+    try:
+        _drive(client)
+    except EccError as exc:
+        assert "ended in state PREPARED, not READY" in str(exc)
+    else:
+        raise AssertionError("no failure")

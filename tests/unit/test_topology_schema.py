@@ -1,0 +1,43 @@
+"""Topology files as written: the demo is valid, and "this machine" means one thing everywhere."""
+from __future__ import annotations
+
+import pytest
+
+from pipelines.daq.nodes.connection import NodeAccess, is_this_machine
+from pipelines.simulator.topology import SshNode, simulated_topology
+from pipelines.topology import DEMO_TOPOLOGY, loading, schema
+
+SSH = SshNode("127.0.0.1", 2222, "daq", "/keys/id_ed25519")
+
+
+def test_the_demo_topology_is_valid_and_on_this_machine():
+    demo = schema.read(DEMO_TOPOLOGY)
+    names = [src for server in demo.ecc_servers for src in server.sources]
+    assert names.count("Mutant[master]") == 1 and len(names) == 9
+    assert all(is_this_machine(node.host) for node in demo.nodes)
+
+
+def test_a_node_without_a_host_is_this_machine_and_any_host_is_reached_over_ssh():
+    assert NodeAccess("daq0").is_local
+    for host in ("127.0.0.1", "localhost", "daq1"):
+        assert not NodeAccess("daq1", host, "daq", 22, "/keys/k").is_local, host
+        assert not NodeAccess("daq1", host).is_local, host
+
+
+def test_relative_directories_are_for_this_machine_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAQFLOW_INSTANCE", str(tmp_path))
+    local = schema.parse(simulated_topology([18001, 18002]))
+    assert loading.staging_dirs(local)["router-0"] == str(tmp_path / "staging" / "0")
+    over_ssh = schema.parse(simulated_topology([18001, 18002], ssh=SSH))
+    with pytest.raises(schema.TopologyError, match="must be an absolute path on a node reached "
+                                                  "over SSH"):
+        loading.staging_dirs(over_ssh)
+
+
+@pytest.mark.parametrize("ssh_setting", ['user = "daq"', "port = 22", 'key = "/keys/k"'])
+def test_ssh_settings_without_a_host_are_refused(ssh_setting):
+    text = simulated_topology([18001]).replace('[[nodes]]\nname = "localhost"\n',
+                                               f'[[nodes]]\nname = "localhost"\n{ssh_setting}\n')
+    with pytest.raises(schema.TopologyError, match=r"nodes\[0\]: .* without a host: a node "
+                                                   "without a host is this machine"):
+        schema.parse(text)
