@@ -13,14 +13,17 @@ def _database(database):
     return database
 
 
-@pytest.fixture(scope="session")
-def ecc_simulator(session_dir):
-    """The ECC simulator alone (no routers, no Redis, no sshd): 8 CoBos and a MuTAnT."""
+@pytest.fixture(scope="module")
+def ecc_simulator(tmp_path_factory):
+    """The ECC simulator alone (no routers, no Redis, no sshd): 8 CoBos and a MuTAnT.
+
+    Per module: its placeholder getEccSoapServer process must be gone before the system
+    tests check that program's process on this machine.
+    """
     from pipelines.cli.supervisor import free_port
 
     ports = [free_port() for _ in range(9)]
-    directory = session_dir / "ecc-sim"
-    directory.mkdir()
+    directory = tmp_path_factory.mktemp("ecc-sim")
     handle = start_simulator(directory, ports, simulated_topology(ports, routers=False))
     yield handle
     handle.stop()

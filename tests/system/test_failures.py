@@ -224,8 +224,9 @@ def beat(running_daq, tmp_path):
     """A real celery beat with a 1 s ECC watch period."""
     log = open(tmp_path / "beat.log", "wb")
     env = dict(os.environ, DAQFLOW_WATCH_ECC_SECONDS="1", DAQFLOW_WATCH_ROUTERS_SECONDS="2")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pipelines.orchestration.app", "beat",
-                             "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pipelines.orchestration.app",
+                             "beat", "--schedule", str(tmp_path / "beat-schedule"),
+                             "--loglevel", "INFO"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     yield proc
     stop_process(proc)
