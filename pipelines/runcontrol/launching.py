@@ -17,7 +17,7 @@ from models.vocabulary import ACTIVE_STATES, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
 from pipelines.orchestration import canvases, results
 from pipelines.runcontrol import accounts, lock
-from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
+from pipelines.runcontrol.errors import Refused, Unavailable
 from pipelines.runcontrol.planning import FILES_EXPECTED_SECONDS, expected_durations, plan
 from pipelines.runcontrol.records import steps as step_records
 from pipelines.runcontrol.records import workflows as workflow_records
@@ -159,12 +159,3 @@ def forget_earlier_results(workflow_id: int) -> int:
             Workflow.id < workflow_id, Workflow.id >= workflow_id - FORGET_WINDOW)).all()
     ids = list(step_ids) + [cb for _, cb, _ in stage_rows] + list(callbacks)
     return results.forget([tid for tid in ids if tid], [gid for _, _, gid in stage_rows if gid])
-
-
-def get(workflow_id: int) -> Workflow:
-    """A workflow by id, or NotFound."""
-    with session() as s:
-        workflow = s.get(Workflow, workflow_id)
-    if workflow is None:
-        raise NotFound(f"no workflow {workflow_id}")
-    return workflow

@@ -22,7 +22,7 @@ from pipelines.daq.ecc.payloads import (
     data_link_set_xml,
     parse_config_ids,
 )
-from pipelines.daq.ecc.states import TRANSITION_OPERATIONS
+from pipelines.daq.ecc.states import Operation
 
 WSDL_DIR = Path(__file__).parent / "wsdl"
 DEFAULT_WSDL = WSDL_DIR / "ecc.wsdl"
@@ -156,7 +156,7 @@ class EccClient:
 
     def transition(self, operation: str, config: ConfigId, links: Iterable[DataLink]) -> str:
         """Send a transition; returns when the server has accepted it (not done it)."""
-        if operation not in TRANSITION_OPERATIONS:
+        if operation not in tuple(Operation):
             raise ValueError(f"unknown transition {operation!r}")
         response = self._call(operation, configID=config_id_xml(config),
                               table=data_link_set_xml(links))

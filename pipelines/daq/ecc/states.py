@@ -36,7 +36,6 @@ TRANSITIONS: dict[str, tuple[EccState, EccState]] = {
     Operation.BREAKUP: (EccState.READY, EccState.PREPARED),
 }
 UNDO_FROM = {EccState.PREPARED: EccState.DESCRIBED, EccState.DESCRIBED: EccState.IDLE}
-TRANSITION_OPERATIONS = tuple(Operation)
 
 
 def step_back(state: EccState) -> tuple[str, EccState] | None:
