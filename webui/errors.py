@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import jsonify, render_template, render_template_string, request
 from htmx_flask import make_response
 
-from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
-from webui.inputs import Invalid
+from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 
 
 def error_status(exc: Exception) -> int:

@@ -20,11 +20,13 @@ def refused_or_unavailable(exc: Exception):
 
 def _launch(kind: WorkflowKind, wait: bool, **kwargs):
     from pipelines.runcontrol import launching
-    from pipelines.runcontrol.errors import Refused, Unavailable
+    from pipelines.runcontrol.errors import Invalid, Refused, Unavailable
 
     database()
     try:
         workflow_id = launching.launch(kind, **kwargs)
+    except Invalid as exc:
+        fail(str(exc))
     except (Refused, Unavailable) as exc:
         refused_or_unavailable(exc)
     click.echo(f"workflow {workflow_id} ({kind}) started")

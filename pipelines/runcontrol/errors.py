@@ -2,6 +2,10 @@
 step, stage or workflow that failed (the message says why, in the DAQ's terms)."""
 
 
+class Invalid(ValueError):
+    """Malformed input (HTTP 400, exit 2); the message says which field and why."""
+
+
 class Refused(Exception):
     """The request breaks a run-control rule; nothing was written (HTTP 409)."""
 

@@ -17,10 +17,21 @@ from models.vocabulary import ACTIVE_STATES, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
 from pipelines.orchestration import canvases, results
 from pipelines.runcontrol import accounts, lock
-from pipelines.runcontrol.errors import Refused, Unavailable
+from pipelines.runcontrol.errors import Invalid, Refused, Unavailable
 from pipelines.runcontrol.planning import FILES_EXPECTED_SECONDS, expected_durations, plan
 from pipelines.runcontrol.records import steps as step_records
 from pipelines.runcontrol.records import workflows as workflow_records
+from pipelines.runcontrol.texts import operator_text
+
+# A run's title: a line of a run sheet.
+TITLE_MAX = 200
+
+
+def check_run_class(run_class: object) -> str:
+    """``run_class`` if it is one of the run classes, else Invalid listing them."""
+    if not isinstance(run_class, str) or run_class not in tuple(RunClass):
+        raise Invalid(f"run_class must be one of {', '.join(RunClass)}")
+    return run_class
 
 # A workflow is recorded as ended just before its lock is released: an operator who presses
 # Stop the moment the run shows started waits this long for the lock instead of a refusal.
@@ -61,10 +72,14 @@ def _holder_has_ended() -> bool:
 def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None) -> int:
     """Take the lock, plan a workflow, write its rows with all Celery ids; its id.
 
-    Raises Refused (nothing written, lock released) when a rule forbids it. A start
-    also checks every data router's staging directory first, over SSH, outside any
-    session. ``actor`` (default: the command line's user) goes in the audit.
+    Raises Invalid for a title or run class the run's record could not hold, and
+    Refused when a rule forbids it: either way nothing is written (and the lock is
+    released). A start also checks every data router's staging directory first, over
+    SSH, outside any session. ``actor`` (default: the command line's user) goes in
+    the audit.
     """
+    title = operator_text("title", title, TITLE_MAX)
+    run_class = check_run_class(run_class)
     token = take_lock()
     try:
         return _create(kind, title, run_class, token, actor)

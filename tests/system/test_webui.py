@@ -1,9 +1,12 @@
 """The run-control page and the JSON API, through Flask's test client."""
 import re
+import subprocess
+import sys
 
 import pytest
 
 from pipelines.daq.ecc.states import EccState
+from tests.support import ROOT
 from tests.support.daq import row_counts, set_all, wait_workflow
 from tests.support.web import operator_client
 
@@ -122,3 +125,18 @@ def test_pollers_share_one_render_of_the_live_section_for_a_short_while(daq):
     assert client.get("/live").get_data(as_text=True) == checked
     uncached = operator_client()
     assert "renamed-meanwhile" in uncached.get("/live").get_data(as_text=True)
+
+
+def test_a_title_that_is_not_valid_unicode_is_refused_before_anything_is_sent(client, daq):
+    set_all(daq, EccState.READY)  # every rule would let the run start
+    before = row_counts()
+    lone_surrogate = b'{"title": "beam \\ud800 test"}'
+    response = client.post("/api/runs/start", data=lone_surrogate,
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "title is not valid Unicode text" in response.get_json()["error"]
+    latin1 = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "start", "--title",
+                             b"Run \xe0"], cwd=ROOT, capture_output=True, timeout=60)
+    assert latin1.returncode == 2, latin1.stderr
+    assert b"title is not valid Unicode text" in latin1.stderr
+    assert row_counts() == before and daq.log() == []
