@@ -6,9 +6,10 @@ line (TOML syntax) or the key (everything else), and the database is left as it 
 """
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, Optional
 from urllib.parse import urlparse
 
@@ -25,6 +26,26 @@ class TopologyError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Seconds a transition may be given: finite and at most a day (the run-control lock's
+# expiry is computed from the longest).
+SECONDS = dict(gt=0, le=86400, allow_inf_nan=False)
+# Printable text on one line: hosts, users, key files, directories.
+ONE_LINE = r"^[^\x00-\x1f\x7f]+$"
+
+
+def _directory(value: str | None) -> str | None:
+    """A directory on a node: one printable line; a relative one stays inside the instance
+    folder (no ``..``)."""
+    if value is None:
+        return value
+    if not re.fullmatch(ONE_LINE, value):
+        raise ValueError("must be one line of printable characters")
+    if not PurePosixPath(value).is_absolute() and ".." in PurePosixPath(value).parts:
+        raise ValueError(f"{value!r}: a relative directory may not leave the instance folder "
+                         "(no '..')")
+    return value
 
 
 def _path_part(value: str) -> str:
@@ -51,24 +72,26 @@ class ConfigSpec(_Strict):
 
 
 class Defaults(_Strict):
-    transition_timeout: float = Field(default=120.0, gt=0)
-    expected_seconds: float = Field(default=5.0, gt=0)
+    transition_timeout: float = Field(default=120.0, **SECONDS)
+    expected_seconds: float = Field(default=5.0, **SECONDS)
     # Where ECC servers keep their .xcfg files, and where a stop backs them up.
     config_dir: Optional[str] = Field(default=None, min_length=1)
     backup_dir: Optional[str] = Field(default=None, min_length=1)
 
+    _dirs = field_validator("config_dir", "backup_dir")(_directory)
+
 
 class SimulatorSpec(_Strict):
-    seconds_per_source: float = Field(default=2.0, ge=0)
+    seconds_per_source: float = Field(default=2.0, ge=0, le=3600, allow_inf_nan=False)
 
 
 class NodeSpec(_Strict):
     name: str = Field(pattern=NAME)
     # No host: this machine, driven without SSH (see daq.nodes.connection.is_this_machine).
-    host: Optional[str] = Field(default=None, min_length=1)
-    user: Optional[str] = None
+    host: Optional[str] = Field(default=None, pattern=ONE_LINE)
+    user: Optional[str] = Field(default=None, pattern=ONE_LINE)
     port: Optional[int] = Field(default=None, ge=1, le=65535)
-    key: Optional[str] = None
+    key: Optional[str] = Field(default=None, pattern=ONE_LINE)
 
     @model_validator(mode="after")
     def _ssh_needs_a_host(self) -> "NodeSpec":
@@ -84,10 +107,12 @@ class EccServerSpec(_Strict):
     url: str
     node: Optional[str] = None
     sources: list[str] = Field(min_length=1)
-    transition_timeout: Optional[float] = Field(default=None, gt=0)
-    expected_seconds: Optional[float] = Field(default=None, gt=0)
+    transition_timeout: Optional[float] = Field(default=None, **SECONDS)
+    expected_seconds: Optional[float] = Field(default=None, **SECONDS)
     config_dir: Optional[str] = Field(default=None, min_length=1)
     backup_dir: Optional[str] = Field(default=None, min_length=1)
+
+    _dirs = field_validator("config_dir", "backup_dir")(_directory)
 
     @field_validator("url")
     @classmethod
@@ -115,6 +140,8 @@ class DataRouterSpec(_Strict):
     port: int = Field(default=46005, ge=1, le=65535)
     type: Literal["TCP", "FDT", "ICE", "ZBUF"] = "TCP"
     staging_dir: str = Field(min_length=1)
+
+    _dirs = field_validator("staging_dir")(_directory)
 
 
 class Topology(_Strict):
@@ -175,6 +202,16 @@ def _check_references(topo: Topology) -> None:
         if router.source in routed:
             raise TopologyError(f"data_routers[{i}].source: {router.source!r} has two routers")
         routed.add(router.source)
+    staging: dict[tuple[str, str], str] = {}
+    for i, router in enumerate(topo.data_routers):
+        # Two routers in one directory would each organize the other's files.
+        where = (router.node, posixpath.normpath(router.staging_dir))
+        if where in staging:
+            raise TopologyError(f"data_routers[{i}].staging_dir: {router.name} and "
+                                f"{staging[where]} share the staging directory "
+                                f"{router.staging_dir!r} on node {router.node!r}; each router "
+                                "needs its own")
+        staging[where] = router.name
     missing = sorted(sources - routed) if topo.data_routers else []
     if missing:
         raise TopologyError(f"data_routers: no data router for source(s) {', '.join(missing)}")
@@ -186,8 +223,12 @@ def parse(text: str, origin: str = "topology") -> Topology:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError(f"{origin}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise TopologyError(f"{origin}: not valid TOML: nested too deeply") from None
     try:
         topo = Topology.model_validate(raw)
+    except RecursionError:
+        raise TopologyError(f"{origin}: nested too deeply for a topology") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
@@ -207,4 +248,6 @@ def read(path: str | Path) -> Topology:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TopologyError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise TopologyError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     return parse(text, origin=str(path))

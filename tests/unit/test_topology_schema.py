@@ -41,3 +41,36 @@ def test_ssh_settings_without_a_host_are_refused(ssh_setting):
     with pytest.raises(schema.TopologyError, match=r"nodes\[0\]: .* without a host: a node "
                                                    "without a host is this machine"):
         schema.parse(text)
+
+
+GOOD = simulated_topology([18001, 18002])
+
+
+@pytest.mark.parametrize("text, key, message", [
+    (GOOD.replace("transition_timeout = 3.0", "transition_timeout = inf"),
+     "defaults.transition_timeout", "finite number"),
+    (GOOD.replace("transition_timeout = 3.0", "transition_timeout = nan"),
+     "defaults.transition_timeout", "finite number"),
+    (GOOD.replace("transition_timeout = 3.0", "transition_timeout = 1e9"),
+     "defaults.transition_timeout", "less than or equal to 86400"),
+    (GOOD.replace('staging_dir = "staging/0"', 'staging_dir = "staging/0\\u0000x"'),
+     "data_routers[0].staging_dir", "one line of printable characters"),
+    (GOOD.replace('staging_dir = "staging/0"', 'staging_dir = "staging/0\\nx"'),
+     "data_routers[0].staging_dir", "one line of printable characters"),
+    (GOOD.replace('staging_dir = "staging/0"', 'staging_dir = "../../etc"'),
+     "data_routers[0].staging_dir", "may not leave the instance folder"),
+    (GOOD.replace('staging_dir = "staging/1"', 'staging_dir = "staging/0/"'),
+     "data_routers[1].staging_dir", "router-1 and router-0 share the staging directory"),
+    ("a = " + "[" * 2000 + "]" * 2000, "", "nested too deeply"),
+])
+def test_values_that_would_break_a_start_are_refused_at_load_naming_the_key(text, key, message):
+    with pytest.raises(schema.TopologyError) as refused:
+        schema.parse(text)
+    assert f"topology: {key}" in str(refused.value) and message in str(refused.value)
+
+
+def test_a_file_that_is_not_utf8_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(GOOD.replace('name = "test"', 'name = "d\xe9mo"').encode("latin-1"))
+    with pytest.raises(schema.TopologyError, match="not UTF-8 text .*save it as UTF-8"):
+        schema.read(path)
