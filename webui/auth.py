@@ -10,7 +10,9 @@ site's page can make the browser send the cookie, but cannot read the token.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
+from urllib.parse import urlsplit
 
 from flask import Blueprint, g, jsonify, redirect, render_template, session, url_for
 from htmx_flask import make_response, request
@@ -121,10 +123,18 @@ def actor() -> str:
     return g.account.name
 
 
+# Whitespace, controls and backslashes: browsers drop tabs and newlines from a URL and read
+# a backslash as a slash, so "/\t/evil.example/" would go to //evil.example/.
+_NOT_IN_A_SAFE_PATH = re.compile(r"[\x00-\x20\x7f-\x9f\\\\]")
+
+
 def _safe_next(target: str | None) -> str:
-    # Only a path on this site: never send a fresh login to another host.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    # Only a path on this site, whatever its encoding: never send a fresh login elsewhere.
+    if (target and target.startswith("/") and not target.startswith("//")
+            and not _NOT_IN_A_SAFE_PATH.search(target)):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("runcontrol.page")
 
 

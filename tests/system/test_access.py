@@ -53,6 +53,16 @@ def test_login_sets_an_httponly_samesite_cookie_and_wrong_passwords_get_nothing(
     right = client.post("/login", data={"name": "alice", "password": PASSWORD,
                                         "csrf_token": token, "next": "//evil.example/"})
     assert right.status_code == 302 and right.headers["Location"] == "/"  # never off-site
+    # As /login?next=/%09/evil.example/ hands it to the form: decoded.
+    for off_site in ("/\t/evil.example/", "/\n/", "/\\evil.example", "/ /evil.example"):
+        client.post("/logout", data={"csrf_token": page_csrf(client.get("/").get_data(
+            as_text=True))})
+        token = page_csrf(client.get("/login").get_data(as_text=True))
+        again = client.post("/login", data={"name": "alice", "password": PASSWORD,
+                                            "csrf_token": token, "next": off_site})
+        assert again.status_code == 302 and again.headers["Location"] == "/", off_site
+    on_site = client.get("/login?next=/workflows/%3Fx")  # a path of this site is kept
+    assert 'value="/workflows/?x"' in on_site.get_data(as_text=True)
     cookie = right.headers["Set-Cookie"]
     assert "daqflow_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     html = client.get("/").get_data(as_text=True)
