@@ -17,7 +17,7 @@ def create_app(config: dict | None = None) -> Flask:
     The database's schema is a command's business (``daqflow web`` and ``up``
     prepare it), not the factory's.
     """
-    from webui import api, auth, history, runcontrol
+    from webui import api, auth, headers, history, runcontrol
     from webui.errors import register_json_errors
     from webui.filters import register_filters
 
@@ -46,6 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
     # request.htmx tells htmx's requests apart; htmx_flask.make_response sets HX-* headers.
     Htmx(app)
     register_filters(app)
+    headers.init_app(app)
     auth.init_app(app)
     app.register_blueprint(runcontrol.bp)
     app.register_blueprint(history.bp)

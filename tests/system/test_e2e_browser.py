@@ -76,7 +76,13 @@ def page():
                                              args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 1400})
         context.set_default_timeout(TIMEOUT_MS)
-        yield context.new_page()
+        page = context.new_page()
+        # What the Content-Security-Policy blocked, and scripts that failed, as Chromium says.
+        page.blocked = []
+        page.on("console", lambda message: page.blocked.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.on("pageerror", lambda error: page.blocked.append(str(error)))
+        yield page
         context.close()
         browser.close()
 
@@ -113,9 +119,15 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#who")).to_have_text("operator (operator)")
     assert len(source_bars(page)) == 9
 
+    # A refusal shows in the message box; the next accepted action empties it (daqflow.js,
+    # the only script besides htmx the Content-Security-Policy lets run).
+    page.get_by_role("button", name="Stop run", exact=True).click()
+    expect(page.locator("#message")).to_contain_text("no run is going")
+
     for button, state in (("Describe all", "DESCRIBED"), ("Prepare all", "PREPARED"),
                           ("Configure all", "READY")):
         run_workflow(page, button, state)
+        expect(page.locator("#message")).to_be_empty()
 
     page.get_by_label("Title").fill("e2e <b>cosmics</b>")
     page.get_by_role("button", name="Start run").click()
@@ -152,3 +164,4 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#daq-state")).to_have_text("RUNNING")
     assert source_bars(page) == [100] * 9
     page.screenshot(path=str(ARTIFACTS / "run-control-after-replay.png"), full_page=True)
+    assert page.blocked == []  # nothing the page uses was refused by its own policy

@@ -8,7 +8,7 @@ import pytest
 from pipelines.daq.ecc.states import EccState
 from tests.support import ROOT
 from tests.support.daq import row_counts, set_all, wait_workflow
-from tests.support.web import operator_client
+from tests.support.web import operator_client, web_app
 
 
 @pytest.fixture
@@ -140,3 +140,20 @@ def test_a_title_that_is_not_valid_unicode_is_refused_before_anything_is_sent(cl
     assert latin1.returncode == 2, latin1.stderr
     assert b"title is not valid Unicode text" in latin1.stderr
     assert row_counts() == before and daq.log() == []
+
+
+def test_every_answer_carries_the_security_headers(client):
+    from webui.headers import HEADERS
+
+    anonymous = web_app().test_client()
+    answers = [client.get("/"), client.get("/live"), client.get("/api/status"),
+               client.post("/api/runs/stop"), client.get("/static/daqflow.js"),
+               anonymous.get("/login"), anonymous.get("/api/status")]
+    for answer in answers:
+        for name, value in HEADERS.items():
+            assert answer.headers.get(name) == value, (answer.request.path, name)
+    policy = HEADERS["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "unsafe-eval" not in policy
+    assert "frame-ancestors 'none'" in policy
+    html = answers[0].get_data(as_text=True)
+    assert "<script>" not in html and "<style>" not in html and "hx-on" not in html
