@@ -5,6 +5,7 @@ is Celery's. Ctrl-C (or any process dying) stops them all.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -13,9 +14,39 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from models import settings
+
+
+class AlreadyRunning(RuntimeError):
+    """Another ``daqflow up`` runs on this instance folder; the message names it."""
+
+
+def hold_instance(instance: Path, port: int):
+    """Take the instance folder for this ``daqflow up``, or AlreadyRunning naming the holder.
+
+    Two of them on one folder would share its private Redis file and database, and one
+    would run the other's commands. The lock is the kernel's (``flock``): it goes with the
+    process, however that ends. Keep the returned file open for as long as ``up`` runs.
+    """
+    path = instance / "up.lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "its pid unknown"
+        handle.close()
+        raise AlreadyRunning(f"another `daqflow up` ({holder}) runs on the instance folder "
+                             f"{instance}: stop it first, or give this one its own "
+                             "DAQFLOW_INSTANCE") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, web port {port}\n")
+    handle.flush()
+    return handle
 
 
 def redis_server_binary() -> str:
@@ -81,11 +112,21 @@ def _pump(name: str, stream, width: int) -> None:
         sys.stdout.flush()
 
 
+# A process that dies this often within the window is given up (the others go on serving):
+# on a control system that runs for months, a restart a week must never add up to a stop.
 MAX_RESTARTS = 10
+RESTART_WINDOW_SECONDS = 300.0
+RESTART_DELAY_SECONDS = 2.0
 
 
-def run_processes(commands: dict[str, list[str]], env: dict[str, str]) -> int:
-    """Run commands until Ctrl-C, restarting one that exits; then stop them all. Exit code."""
+def run_processes(commands: dict[str, list[str]], env: dict[str, str],
+                  max_restarts: int = MAX_RESTARTS, window: float = RESTART_WINDOW_SECONDS,
+                  delay: float = RESTART_DELAY_SECONDS) -> int:
+    """Run commands until Ctrl-C, restarting one that exits; then stop them all. Exit code.
+
+    A process that exits more than ``max_restarts`` times within ``window`` seconds is
+    not restarted again; the others keep running, and the exit code will be 1.
+    """
     width = max(map(len, commands))
     # The processes' daqflow and celery are this installation's, activated or not.
     bin_dir = os.path.dirname(sys.executable)
@@ -95,7 +136,8 @@ def run_processes(commands: dict[str, list[str]], env: dict[str, str]) -> int:
     # Handle both explicitly: a shell that started us in the background ignores SIGINT.
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    restarts: dict[str, int] = {}
+    exits: dict[str, deque[float]] = {name: deque() for name in commands}
+    given_up: set[str] = set()
 
     def launch(name: str) -> None:
         proc = subprocess.Popen(commands[name], env=env,
@@ -109,29 +151,36 @@ def run_processes(commands: dict[str, list[str]], env: dict[str, str]) -> int:
             launch(name)
         while not stop.is_set():
             for name, proc in list(processes.items()):
-                if proc.poll() is None:
+                if proc.poll() is None or name in given_up:
                     continue
                 # A worker dies with its broker connection (Celery's worker exits when Redis
                 # restarts under running tasks): bring it back rather than leave the DAQ
-                # without one. A process that keeps dying stops everything.
-                restarts[name] = restarts.get(name, 0) + 1
-                if restarts[name] > MAX_RESTARTS:
-                    print(f"{name} exited with code {proc.returncode} {MAX_RESTARTS} times; "
-                          "stopping everything", flush=True)
-                    stop.set()
-                    break
+                # without one.
+                now = time.monotonic()
+                exits[name].append(now)
+                while exits[name] and exits[name][0] < now - window:
+                    exits[name].popleft()
+                if len(exits[name]) > max_restarts:
+                    given_up.add(name)
+                    print(f"{name} exited with code {proc.returncode} {len(exits[name])} times "
+                          f"in {window:g} s; not restarting it (the other processes go on; "
+                          "fix it, then restart daqflow up)", flush=True)
+                    continue
                 print(f"{name} exited with code {proc.returncode}; restarting it "
-                      f"({restarts[name]}/{MAX_RESTARTS})", flush=True)
-                stop.wait(2)
+                      f"({len(exits[name])} in the last {window:g} s, {max_restarts} at most)",
+                      flush=True)
+                stop.wait(delay)
                 if not stop.is_set():
                     launch(name)
+            if given_up == set(commands):
+                break
             stop.wait(0.5)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         stop_all(processes.values())
     failed = [p.returncode for p in processes.values() if p.returncode not in (0, -15, None)]
-    return 1 if failed else 0
+    return 1 if failed or given_up else 0
 
 
 def stop_all(processes, grace: float = 10.0) -> None:

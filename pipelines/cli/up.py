@@ -47,6 +47,10 @@ def up(demo, path, port, flower, control_workers):
 
     instance = settings.instance_dir()
     port = port or settings.WEB_PORT.get()
+    try:
+        held = supervisor.hold_instance(instance, port)  # noqa: F841 (held while up runs)
+    except supervisor.AlreadyRunning as exc:
+        fail(str(exc))
     env = dict(os.environ, PYTHONUNBUFFERED="1", DAQFLOW_INSTANCE=str(instance))
     path = path or (DEMO_TOPOLOGY if demo else settings.TOPOLOGY.get())
     migrate.prepare(auto_upgrade=demo)  # a real lab upgrades deliberately
