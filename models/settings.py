@@ -197,6 +197,10 @@ WEB_HOST = _define(
     shown="`127.0.0.1`")
 WEB_PORT = _define(
     "DAQFLOW_PORT", "5000", port, "the port `daqflow up` serves the page on")
+WEB_THREADS = _define(
+    "DAQFLOW_WEB_THREADS", "16", count,
+    "threads of the web server; waiting connections take none, so a screen that stalls "
+    "blocks nobody")
 FLOWER_PORT = _define(
     "DAQFLOW_FLOWER_PORT", "5555", port, "the port of Flower, with `daqflow up --flower`")
 

@@ -14,8 +14,8 @@ from pipelines.cli.common import database, fail
 @click.option("--host", default=None, help="Address to serve on  [default: DAQFLOW_HOST].")
 @click.option("--port", default=None, type=int, help="Port to serve on  [default: DAQFLOW_PORT].")
 def web(host, port):
-    """Serve the web interface (needs DAQFLOW_SECRET_KEY)."""
-    from werkzeug.serving import run_simple
+    """Serve the web interface (needs DAQFLOW_SECRET_KEY) with waitress."""
+    from waitress import serve
 
     from models import settings
     from webui import create_app
@@ -26,8 +26,11 @@ def web(host, port):
         app = create_app()
     except MissingSecretKey as exc:
         fail(str(exc))
-    run_simple(host or settings.WEB_HOST.get(), port or settings.WEB_PORT.get(), app,
-               threaded=True, use_reloader=False)
+    # One process, a fixed pool of threads: the live section's shared render stays shared.
+    # A connection that sends nothing for 30 s is closed; past 500 open ones, new ones wait.
+    serve(app, host=host or settings.WEB_HOST.get(), port=port or settings.WEB_PORT.get(),
+          threads=settings.WEB_THREADS.get(), channel_timeout=30, connection_limit=500,
+          ident="daqflow")
 
 
 @click.command()
