@@ -2,7 +2,7 @@
 
 It imports nothing from ``pipelines`` or ``webui``, so that every layer can use it.
 """
-from models.access import Account, AuditEntry  # noqa: F401
+from models.access import Account, AuditEntry, LoginSession  # noqa: F401
 from models.daq import (  # noqa: F401
     Config,
     DaqNode,

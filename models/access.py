@@ -34,3 +34,14 @@ class AuditEntry(SQLModel, table=True):
     workflow_id: Optional[int] = Field(default=None, foreign_key="workflow.id", index=True)
     # What was asked for (title, run class, replayed steps), kept for the record.
     detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# One browser's login: its signed cookie names it, and logging out ends it here, so a copy
+# of the cookie is worth nothing afterwards.
+class LoginSession(SQLModel, table=True):
+    # Random; the session cookie carries it.
+    id: str = Field(primary_key=True, max_length=64)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    created_at: datetime = timestamp(now=True)
+    # Set at logout (or when the account's password changes); None while it may be used.
+    ended_at: Optional[datetime] = timestamp()

@@ -14,7 +14,7 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, jsonify, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, g, jsonify, redirect, render_template, session, url_for
 from htmx_flask import make_response, request
 
 from models.vocabulary import Role
@@ -84,11 +84,13 @@ def _identify():
             return jsonify(error="invalid API token (send 'Authorization: Bearer <token>')"), 401
         g.account, g.via = account, "token"
         return None
-    account_id = session.get("account_id")
-    if isinstance(account_id, int):
-        account = accounts.get(account_id)
+    if "login" in session:
+        account = accounts.by_session(session["login"], current_app.permanent_session_lifetime
+                                      .total_seconds())
         if account is None or session.get("password") != _fingerprint(account):
-            session.clear()  # deleted, or its password changed, since it logged in
+            # Logged out (this cookie may be a copy), expired, deleted, or its password
+            # changed since it logged in.
+            session.clear()
             account = None
         g.account, g.via = account, "session" if account else None
     return None
@@ -153,14 +155,16 @@ def login():
                                error="wrong name or password"), 401
     session.clear()  # a fresh session (and CSRF token) for the new login
     session.permanent = True
-    session["account_id"], session["password"] = account.id, _fingerprint(account)
+    session["login"] = accounts.open_session(account.id)
+    session["password"] = _fingerprint(account)
     csrf_token()
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End the session, on the server too: a copy of its cookie no longer logs anyone in."""
+    accounts.end_session(session.get("login"))
     session.clear()
     return redirect(url_for("auth.login"))
 

@@ -9,11 +9,14 @@ import getpass
 import hashlib
 import re
 import secrets
+from datetime import timedelta
 
-from sqlmodel import select
+from sqlalchemy import or_
+from sqlmodel import delete, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from models import Account, AuditEntry, session
+from models import Account, AuditEntry, LoginSession, session
+from models.columns import utcnow
 from models.vocabulary import Role
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
@@ -70,10 +73,37 @@ def authenticate(name: str, password: str) -> Account | None:
     return account if check_password_hash(account.password_hash, password) else None
 
 
-def get(account_id: int) -> Account | None:
-    """The account with this id, if it still exists."""
+def open_session(account_id: int) -> str:
+    """Record a new login of the account; returns the id its session cookie will carry."""
+    session_id = secrets.token_urlsafe(32)
     with session() as s:
-        return s.get(Account, account_id)
+        # Ended or day-old logins are of no use any more: the table stays small.
+        s.exec(delete(LoginSession).where(or_(
+            LoginSession.ended_at != None,  # noqa: E711
+            LoginSession.created_at < utcnow() - timedelta(days=1))))
+        s.add(LoginSession(id=session_id, account_id=account_id))
+    return session_id
+
+
+def by_session(session_id: object, max_age_seconds: float) -> Account | None:
+    """The account of a login that has not ended and is younger than ``max_age_seconds``."""
+    if not isinstance(session_id, str) or len(session_id) > 64:
+        return None
+    with session() as s:
+        return s.exec(select(Account).join(LoginSession, LoginSession.account_id == Account.id)
+                      .where(LoginSession.id == session_id,
+                             LoginSession.ended_at == None,  # noqa: E711
+                             LoginSession.created_at > utcnow() - timedelta(
+                                 seconds=max_age_seconds))).first()
+
+
+def end_session(session_id: object) -> None:
+    """End a login: its cookie, even a copy of it, is refused from now on."""
+    if isinstance(session_id, str):
+        with session() as s:
+            s.exec(update(LoginSession).where(LoginSession.id == session_id,
+                                              LoginSession.ended_at == None)  # noqa: E711
+                   .values(ended_at=utcnow()))
 
 
 def _token_hash(token: str) -> str:

@@ -68,13 +68,13 @@ def daq(simulator, redis_url, staging_root):
     from sqlmodel import delete
 
     import models
-    from models import Account, Experiment
+    from models import Account, Experiment, LoginSession
     from pipelines.runcontrol import lock
     from pipelines.topology import loading, schema
 
     clear_workflow_records()
     with models.session() as s:
-        for table in (Account, Experiment):
+        for table in (LoginSession, Account, Experiment):
             s.exec(delete(table))
     lock.clear()  # a test that ended mid-workflow may have left it
     simulator.reset()  # from here on, no simulated router writes until a run starts

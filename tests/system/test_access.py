@@ -75,10 +75,16 @@ def test_login_sets_an_httponly_samesite_cookie_and_wrong_passwords_get_nothing(
     assert client.get("/").status_code == 302
     log_in(client, "alice")
     html = client.get("/").get_data(as_text=True)
-    # Logging out needs the token too, then the session is gone.
+    # Logging out needs the token too, then the session is gone, on the server as well: a
+    # copy of the cookie taken before the logout logs nobody in.
+    copied = client.get_cookie("daqflow_session").value
     assert client.post("/logout", headers={"X-CSRF-Token": ""}).status_code == 400
     assert client.post("/logout", data={"csrf_token": page_csrf(html)}).status_code == 302
     assert client.get("/").status_code == 302
+    thief = web_app().test_client()
+    thief.set_cookie("daqflow_session", copied)
+    assert thief.get("/").status_code == 302
+    assert thief.get("/api/status").status_code == 401
 
 
 def test_viewers_see_everything_and_change_nothing(daq):
