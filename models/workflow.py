@@ -25,6 +25,8 @@ class Workflow(SQLModel, table=True):
     error: Optional[str] = Field(default=None, max_length=4000)
     # Owner token of the run-control lock this workflow holds until it ends.
     lock_token: Optional[str] = Field(default=None, max_length=64)
+    # Run id of the Redis its messages were sent to: another one (a restart) has lost them.
+    broker_run_id: Optional[str] = Field(default=None, max_length=64)
     created_at: datetime = timestamp(now=True)
     finished_at: Optional[datetime] = timestamp()
 

@@ -66,6 +66,20 @@ def fetch(task_ids: list[str], client=None) -> tuple[dict[str, dict], str | None
     return metas, None
 
 
+def broker_run_id() -> str | None:
+    """The broker's Redis ``run_id``, new at every start of the server (None: not answering).
+
+    A Redis restarted without persistence comes back empty: the messages of the
+    workflows sent to the one before are gone, and its run id tells them apart.
+    """
+    try:
+        with app.connection_for_write() as connection:
+            client = connection.default_channel.client
+            return client.info("server").get("run_id")
+    except (RedisError, OSError, AttributeError):
+        return None
+
+
 def failure_of(task_id: str | None) -> str | None:
     """The message of a failed task, read back from the result backend (None: not failed)."""
     if not task_id:

@@ -130,12 +130,14 @@ def dispatch(workflow_id: int) -> None:
     It runs the stages that have not succeeded, and in them the latest attempts
     that have not: everything for a new workflow, only what is left for a replay.
     """
+    run_id = results.broker_run_id()
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
         stages = [st for st in s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
                   if st.state != WorkflowState.SUCCEEDED.value]
         steps = [step for stage in stages for step in step_records.latest_attempts(s, stage.id)
                  if step.state != StepState.SUCCEEDED.value]
+        workflow.broker_run_id = run_id
     canvas = canvases.workflow_canvas(workflow, stages, steps)
     try:
         canvas.apply_async()

@@ -161,8 +161,11 @@ def workflow_failed(workflow_id: int, callback_task_id: str | None = None) -> No
 
 @app.task(name="daqflow.watch.ecc", **DB_RETRY)
 def watch_ecc() -> dict:
-    """Beat: refresh every idle ECC server's state; mark steps no live worker runs lost."""
-    return {"states": watch.refresh_ecc_states(), "lost_steps": watch.sweep_lost_steps()}
+    """Beat: refresh every idle ECC server's state; fail the workflows a restarted Redis lost;
+    mark steps no live worker runs lost."""
+    return {"states": watch.refresh_ecc_states(),
+            "broker_restarted": watch.sweep_broker_restarts(),
+            "lost_steps": watch.sweep_lost_steps()}
 
 
 @app.task(name="daqflow.files.check_routers", **DB_RETRY)

@@ -6,10 +6,12 @@ Celery beat runs these periodically (see ``orchestration.celeryconfig.beat_sched
   is recorded offline (state unknown) with the error and when it was last seen;
   a server with a transition step running is left to that step;
 - data routers (process and staging directory) every 15 s;
+- workflows whose messages went to a Redis that has restarted since: failed at once;
 - steps marked running whose task no live worker is executing: lost.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -23,6 +25,7 @@ from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES, UNFINISHED_STEP_STATES
 from pipelines.daq.ecc.client import EccError, client_for
 from pipelines.daq.ecc.states import state_name
+from pipelines.orchestration import results
 from pipelines.orchestration.app import app
 from pipelines.runcontrol.records import stages as stage_records
 from pipelines.runcontrol.records import workflows as workflow_records
@@ -77,8 +80,38 @@ def active_task_ids(timeout: float = 2.0) -> set[str] | None:
     return {task["id"] for tasks in replies.values() for task in tasks}
 
 
-def sweep_lost_steps(active: set[str] | None = None) -> list[int]:
-    """Mark lost the running steps that no live worker runs; fail their stages once settled.
+# A running step whose task no live worker reports is lost only once it has been missing
+# from every inspection for this long: a worker paused for a few seconds (SIGSTOP, a long
+# garbage collection, a loaded host) answers again, and its steps go on.
+LOST_AFTER_SECONDS = 10.0
+# When each running step was first missing from the workers' reports (task id -> epoch
+# seconds): beat's rounds may run in any worker, on any host.
+MISSING_KEY = "daqflow:steps-missing-since"
+
+
+def _missing_for(running: list[str], active: set[str]) -> dict[str, float]:
+    """How long each running task has been missing from every report, this one included."""
+    client = app.backend.client
+    now = time.time()
+    try:
+        since = {key.decode(): float(value)
+                 for key, value in client.hgetall(MISSING_KEY).items()}
+        missing = {task_id: since.get(task_id, now) for task_id in running
+                   if task_id not in active}
+        with client.pipeline() as pipe:  # found again, or ended: forgotten
+            pipe.delete(MISSING_KEY)
+            if missing:
+                pipe.hset(MISSING_KEY, mapping=missing)
+            pipe.execute()
+    except (RedisError, OSError):
+        return {}  # Redis is away: nothing can be told, nothing is lost
+    return {task_id: now - first for task_id, first in missing.items()}
+
+
+def sweep_lost_steps(active: set[str] | None = None,
+                     lost_after: float = LOST_AFTER_SECONDS) -> list[int]:
+    """Mark lost the running steps no live worker has reported for ``lost_after`` seconds;
+    fail their stages once settled.
 
     The update is conditional on the step still running, so a step that ended
     between the database read and the worker inspection keeps its real outcome.
@@ -93,9 +126,8 @@ def sweep_lost_steps(active: set[str] | None = None) -> list[int]:
     if active is None:
         return []
     sweep_stalled_workflows(active, settings.STALL_SECONDS.get())
-    if not running:
-        return []
-    lost = [step_id for step_id, task_id in running if task_id not in active]
+    missing = _missing_for([task_id for _, task_id in running], active)
+    lost = [step_id for step_id, task_id in running if missing.get(task_id, 0) >= lost_after]
     if not lost:
         return []
     now = utcnow()
@@ -106,6 +138,27 @@ def sweep_lost_steps(active: set[str] | None = None) -> list[int]:
     for stage_id in stage_ids:
         _fail_if_settled(stage_id)
     return lost
+
+
+BROKER_RESTARTED = ("Redis restarted while this workflow ran: its queued messages and the "
+                    "stage's callback are gone (the sources confirmed what they did); replay it")
+
+
+def sweep_broker_restarts() -> list[int]:
+    """Fail at once the active workflows whose messages went to a Redis that has restarted.
+
+    A Redis that does not answer says nothing: its workflows are left as they are.
+    """
+    current = results.broker_run_id()
+    if current is None:
+        return []
+    with session() as s:
+        lost = s.exec(select(Workflow.id).where(
+            Workflow.state.in_(ACTIVE_STATES), Workflow.broker_run_id != None,  # noqa: E711
+            Workflow.broker_run_id != current)).all()
+    for workflow_id in lost:
+        workflow_records.fail_stalled(workflow_id, BROKER_RESTARTED)
+    return list(lost)
 
 
 STALLED = ("stalled: no worker runs any of its tasks and nothing has happened for {:g} s "

@@ -43,13 +43,21 @@ def test_organize_moves_the_runs_files_and_counts_them(node, tmp_path):
     assert sorted(p.name for p in staging.iterdir()) == ["e20009", "notes.txt"]
 
 
-def test_organize_again_moves_nothing_and_succeeds(node, tmp_path):
+def test_organize_again_moves_nothing_succeeds_and_counts_the_run_folder(node, tmp_path):
     staging = tmp_path / "staging"
     graw(staging, "a.graw")
     assert node_files.organize(node, str(staging), "exp", 1).files == 1
     again = node_files.organize(node, str(staging), "exp", 1)
-    assert (again.files, again.bytes) == (0, 0)
+    assert (again.files, again.bytes) == (1, 1000)
     assert (staging / "exp" / "run_0001" / "a.graw").exists()
+
+
+def test_what_an_interrupted_organize_moved_is_counted_with_the_rest(node, tmp_path):
+    staging = tmp_path / "staging"
+    graw(staging / "exp" / "run_0002", "moved_before_the_kill.graw", size=3000)
+    graw(staging, "left_in_staging.graw", size=500)
+    moved = node_files.organize(node, str(staging), "exp", 2)
+    assert (moved.files, moved.bytes) == (2, 3500)
 
 
 def test_hostile_experiment_and_staging_names_run_no_command(node, tmp_path):

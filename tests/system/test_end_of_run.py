@@ -32,6 +32,11 @@ def test_stop_organizes_every_routers_files_and_backs_up_configs(running_daq, st
         s.exec(update(Experiment).where(Experiment.active == True)  # noqa: E712
                .values(name=HOSTILE))
     start_run_with_files(running_daq, staging_root)
+    # router-2's run folder already holds a file, as an organize killed mid-way leaves it
+    # before its replay: it counts with the rest.
+    interrupted = staging_root / "2" / HOSTILE / "run_0000"
+    interrupted.mkdir(parents=True)
+    (interrupted / "moved_before_the_kill.graw").write_bytes(b"x" * 5000)
 
     stop = wait_workflow(launching.launch("stop_run"), timeout=40)
 

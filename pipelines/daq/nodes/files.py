@@ -24,7 +24,8 @@ def run_folder(staging_dir: str, experiment: str, run_number: int) -> str:
     return str(PurePosixPath(staging_dir) / experiment / f"run_{run_number:04d}")
 
 
-# $1 staging dir, $2 destination. Prints one line per moved file: its size in bytes.
+# $1 staging dir, $2 destination. Prints one line per file in the destination, once the
+# moves are done: its size in bytes. What an earlier, interrupted attempt moved counts too.
 ORGANIZE = r"""
 set -u
 staging=$1 dest=$2
@@ -37,10 +38,12 @@ done
 mkdir -p -- "$dest" || exit 2
 for f in *.graw; do
   [ -e "$f" ] || continue
-  size=$(wc -c < "$f") || exit 2
   mv -n -- "$f" "$dest/$f" 2>/dev/null
   if [ -e "$f" ]; then echo "$dest/$f already exists; not overwriting it" >&2; exit 17; fi
-  echo "$size"
+done
+for f in "$dest"/*.graw; do
+  [ -e "$f" ] || continue
+  wc -c < "$f" || exit 2
 done
 """
 
@@ -97,7 +100,8 @@ done
 
 @dataclass(frozen=True)
 class Moved:
-    """What one organize or backup did: files and bytes, and where they went."""
+    """Files and bytes, and their folder: what a run folder holds after an organize, or what
+    one backup copied."""
 
     folder: str
     files: int
@@ -113,7 +117,8 @@ def organize(node: Node, staging_dir: str, experiment: str, run_number: int) -> 
     """Move a run's ``*.graw`` files from staging into ``<staging>/<experiment>/run_NNNN``.
 
     Never overwrites a file: a name already in the run folder is an error naming
-    it. Safe to repeat: a second call finds nothing to move and succeeds.
+    it. Safe to repeat: a second call finds nothing to move and succeeds. Counts
+    every file the run folder holds afterwards, whichever call moved it.
     """
     folder = run_folder(staging_dir, experiment, run_number)
     result = node.script("organize files", ORGANIZE, staging_dir, folder)

@@ -170,7 +170,7 @@ def begin_files_step(step_id: int, group_id: str | None = None) -> FilesOrder:
 
 
 def finish_files_step(step_id: int, order: FilesOrder, moved: Moved) -> None:
-    """Record a files step's success and add what it moved to the run's record."""
+    """Record a files step's success, and the run's files it leaves on its node."""
     with session() as s:
         step, _, workflow = _step_rows(s, step_id)
         if step.state in ENDED_STEP_STATES:
@@ -182,9 +182,14 @@ def finish_files_step(step_id: int, order: FilesOrder, moved: Moved) -> None:
             record = RunFiles(run_id=workflow.run_id, kind=order.kind, target=order.target,
                               node=order.access.name, folder=moved.folder)
             s.add(record)
-        # A repeated organize moves only what was left, so the counts add up.
-        record.files = (record.files or 0) + moved.files
-        record.bytes = (record.bytes or 0) + moved.bytes
+        if order.kind == FilesKind.DATA:
+            # An organize counts its router's whole run folder, so what an interrupted
+            # attempt moved before a replay is counted once, and not lost.
+            record.files, record.bytes = moved.files, moved.bytes
+        else:
+            # Servers may share a backup folder: each counts what it copied itself.
+            record.files = (record.files or 0) + moved.files
+            record.bytes = (record.bytes or 0) + moved.bytes
         record.folder, record.recorded_at = moved.folder, utcnow()
         if order.kind == FilesKind.DATA:
             router = s.exec(select(DataRouter).where(DataRouter.name == order.target)).first()
