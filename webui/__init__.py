@@ -40,6 +40,16 @@ def create_app(config: dict | None = None) -> Flask:
         # twenty screens polling a 256-source page otherwise cost the web a whole core.
         LIVE_CACHE_SECONDS=0.5,
     )
+    try:  # refused logins are counted where every web process sees them
+        login_counts = settings.result_backend()
+    except settings.NotConfigured:  # no Redis (a test's app): counted in this process
+        login_counts = "memory://"
+    app.config.update(
+        RATELIMIT_STORAGE_URI=login_counts,
+        RATELIMIT_KEY_PREFIX="daqflow-logins",
+        # Redis away: logins still work, uncounted, rather than nobody logging in.
+        RATELIMIT_SWALLOW_ERRORS=True,
+    )
     if config:
         app.config.update(config)
     auth.check_secret_key(app.config["SECRET_KEY"])

@@ -15,6 +15,8 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, session, url_for
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from htmx_flask import make_response, request
 
 from models.vocabulary import Role
@@ -140,7 +142,40 @@ def _safe_next(target: str | None) -> str:
     return url_for("runcontrol.page")
 
 
+# Refused logins are counted per client address and per account name, in Redis (shared by
+# every web process); past either limit a login is refused at once, before any password
+# hash is computed, so guessing costs the control host almost nothing.
+limiter = Limiter(key_func=get_remote_address)
+REFUSED_LOGINS_PER_ADDRESS = "20 per 10 minutes"
+REFUSED_LOGINS_PER_ACCOUNT = "10 per 10 minutes"
+
+
+def _account_tried() -> str:
+    return "account:" + request.form.get("name", "")[:64]
+
+
+def _was_refused(response) -> bool:
+    return response.status_code == 401
+
+
+def _refuse_login(reason: str, status: int):
+    """The login page with ``reason``; the refusal goes in the audit, with the address."""
+    name = request.form.get("name", "")
+    accounts.note(f"web:{request.remote_addr or '?'}"[:80], "login refused", reason=reason,
+                  name=name if accounts.NAME_PATTERN.match(name) else "?")
+    return make_response(render_template("auth/login.html", next=request.form.get("next", ""),
+                                         error=reason), status)
+
+
+def _too_many(limit):
+    return _refuse_login("too many refused logins: wait a few minutes, then try again", 429)
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(REFUSED_LOGINS_PER_ADDRESS, methods=["POST"], deduct_when=_was_refused,
+               on_breach=_too_many)
+@limiter.limit(REFUSED_LOGINS_PER_ACCOUNT, key_func=_account_tried, methods=["POST"],
+               deduct_when=_was_refused, on_breach=_too_many)
 def login():
     """The login page; a right name and password start a session."""
     if request.method == "GET":
@@ -151,8 +186,7 @@ def login():
     if accounts.NAME_PATTERN.match(name) and len(password) <= accounts.PASSWORD_MAX:
         account = accounts.authenticate(name, password)
     if account is None:
-        return render_template("auth/login.html", next=request.form.get("next", ""),
-                               error="wrong name or password"), 401
+        return _refuse_login("wrong name or password", 401)
     session.clear()  # a fresh session (and CSRF token) for the new login
     session.permanent = True
     session["login"] = accounts.open_session(account.id)
@@ -170,8 +204,10 @@ def logout():
 
 
 def init_app(app) -> None:
-    """Install the guard, the login pages and ``csrf_token()`` / ``account`` in templates."""
+    """Install the guard, the login pages and their limits, and ``csrf_token()`` /
+    ``account`` in templates."""
     app.before_request(guard)
+    limiter.init_app(app)
     app.register_blueprint(bp)
 
     @app.context_processor

@@ -183,3 +183,48 @@ def test_the_app_refuses_to_start_without_a_secret_key(daq, tmp_path):
     up = cli("up", "--port", "1", **env)
     assert up.returncode == 2 and "DAQFLOW_SECRET_KEY must be set" in up.stderr
     assert web_app().config["SECRET_KEY"] == SECRET_KEY
+
+
+def test_refused_logins_are_throttled_per_account_and_address_and_audited(daq, monkeypatch):
+    import uuid
+
+    from pipelines.runcontrol import accounts
+
+    account("alice", "operator")
+    account("bob", "viewer")
+    app = web_app(RATELIMIT_ENABLED=True, RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
+    checked = []
+    real_authenticate = accounts.authenticate
+    monkeypatch.setattr(accounts, "authenticate",
+                        lambda *args: checked.append(args[0]) or real_authenticate(*args))
+    client = app.test_client()
+
+    def attempt(name, password):
+        token = page_csrf(client.get("/login").get_data(as_text=True))
+        return client.post("/login", data={"name": name, "password": password,
+                                           "csrf_token": token})
+
+    for _ in range(10):
+        assert attempt("alice", "guess guess").status_code == 401
+    throttled = attempt("alice", PASSWORD)  # even the right password, for a while
+    assert throttled.status_code == 429
+    assert "too many refused logins" in throttled.get_data(as_text=True)
+    assert client.get("/").status_code == 302  # not logged in
+    assert checked.count("alice") == 10  # a throttled attempt costs no password hash
+    assert attempt("bob", PASSWORD).status_code == 302  # another account is not locked out
+
+    other = app.test_client()  # the address's own limit: 20 refused, whatever the names
+    for i in range(10):
+        token = page_csrf(other.get("/login").get_data(as_text=True))
+        assert other.post("/login", data={"name": f"nobody{i}", "password": "x" * 8,
+                                          "csrf_token": token}).status_code == 401
+    token = page_csrf(other.get("/login").get_data(as_text=True))
+    assert other.post("/login", data={"name": "bob", "password": PASSWORD,
+                                      "csrf_token": token}).status_code == 429
+    with models.session() as s:
+        refused = s.exec(select(AuditEntry).where(AuditEntry.action == "login refused")).all()
+    reasons = [entry.detail["reason"] for entry in refused]
+    assert reasons.count("wrong name or password") == 20 and len(reasons) == 22
+    assert all(entry.actor == "web:127.0.0.1" for entry in refused)
+    assert {entry.detail["name"] for entry in refused} >= {"alice", "nobody0"}
+
