@@ -77,6 +77,9 @@ class ECCServer(SQLModel, table=True):
     online: Optional[bool] = Field(default=None)
     last_seen_at: Optional[datetime] = timestamp()
     last_error: Optional[str] = Field(default=None, max_length=2000)
+    # Last time it was seen RUNNING: a run whose sources stopped without a Stop (a reboot, a
+    # power cut) is recorded stopped at the last time one of them was seen running.
+    running_seen_at: Optional[datetime] = timestamp()
     # Where the server reads its .xcfg files, and where a stop backs them up (on its node).
     config_dir: Optional[str] = Field(default=None, max_length=1000)
     backup_dir: Optional[str] = Field(default=None, max_length=1000)

@@ -63,3 +63,8 @@ class Step(SQLModel, table=True):
     finished_at: Optional[datetime] = timestamp()
     duration: Optional[float] = Field(default=None)
     error: Optional[str] = Field(default=None, max_length=4000)
+    # ECC state the server was confirmed in when the step succeeded: a stop may find one
+    # already below RUNNING (rebooted, powered off), which counts as stopped.
+    confirmed_state: Optional[int] = Field(default=None)
+    # What the operator should know about a step that succeeded in an unusual way.
+    note: Optional[str] = Field(default=None, max_length=500)

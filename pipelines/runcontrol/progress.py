@@ -60,6 +60,7 @@ def _step_view(step: Step, meta: dict | None, now: datetime) -> dict:
         "task_state": status or "PENDING", "progress": round(progress, 3),
         "elapsed": round(elapsed, 3) if elapsed is not None else None,
         "expected": expected, "duration": step.duration, "error": step.error,
+        "note": step.note,
         "started_at": iso(step.started_at), "finished_at": iso(step.finished_at),
     }
 

@@ -6,9 +6,20 @@ from sqlmodel import select
 from models import DaqNode, DataRouter, DataSource, ECCServer, Experiment, Workflow, session
 from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES
-from pipelines.daq.ecc.states import state_name
+from pipelines.daq.ecc.states import EccState, state_name
 from pipelines.runcontrol.planning import current_run, daq_state
 from pipelines.runcontrol.progress import iso
+
+
+def _no_source_running(servers: list[ECCServer]) -> dict:
+    """Whether a run recorded as going has lost every source (rebooted, powered off), and
+    since when none was seen RUNNING. Unknown states (offline servers) claim nothing."""
+    known = [srv for srv in servers if srv.state is not None]
+    lost = bool(known) and len(known) == len(servers) and all(
+        srv.state < EccState.RUNNING for srv in known)
+    seen = [srv.running_seen_at for srv in servers if srv.running_seen_at]
+    return {"no_source_running": lost,
+            "running_seen_at": iso(max(seen)) if lost and seen else None}
 
 
 def status() -> dict:
@@ -37,6 +48,7 @@ def status() -> dict:
             "number": run.number, "title": run.title, "run_class": run.run_class,
             "config": run.config_name, "started_at": iso(run.started_at),
             "running_seconds": round((now - run.started_at).total_seconds(), 1),
+            **_no_source_running(servers),
         },
         "active_workflow": active.id if active else None,
         "last_workflow": last.id if last else None,

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from models.vocabulary import FilesKind
 from pipelines.daq.ecc.client import EccError, client_for
 from pipelines.daq.ecc.drive import drive
+from pipelines.daq.ecc.states import EccState, Operation, state_name
 from pipelines.daq.nodes import checks
 from pipelines.daq.nodes.connection import Node, NodeError
 from pipelines.daq.nodes.files import backup_configs as backup_on_node
@@ -90,14 +91,22 @@ def transition(self, step_id: int) -> dict:
     def work():
         order = step_records.begin_transition(step_id, group_id=self.request.group)
         client = client_for(order.server, order.url)
+        if order.operation == Operation.STOP:
+            # A run's source already below RUNNING (rebooted, powered off) has stopped:
+            # sending Stop would only fail, and leave the run recorded as going for ever.
+            report = client.get_state()
+            if report.settled and report.state < EccState.RUNNING:
+                return order, False, report.state
         sent = drive(client, order.operation, order.target, order.config, order.links,
-                         order.deadline_seconds, order.expected_seconds,
-                         on_progress=_ProgressReporter(self))
-        return order, sent
+                     order.deadline_seconds, order.expected_seconds,
+                     on_progress=_ProgressReporter(self))
+        return order, sent, int(order.target)
 
-    order, sent = _perform(step_id, work)
-    step_records.finish_step(step_id, ecc_state=int(order.target))
-    return {"server": order.server, "state": order.target.name, "sent": sent}
+    order, sent, state = _perform(step_id, work)
+    note = None if state == order.target else (
+        f"already {state_name(state)}, not RUNNING: counted as stopped")
+    step_records.finish_step(step_id, ecc_state=state, note=note)
+    return {"server": order.server, "state": state_name(state), "sent": sent, "note": note}
 
 
 def _files_step(task: Task, step_id: int) -> dict:

@@ -24,7 +24,7 @@ from models import ECCServer, Stage, Step, StepState, Workflow, session, setting
 from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES, UNFINISHED_STEP_STATES
 from pipelines.daq.ecc.client import EccError, client_for
-from pipelines.daq.ecc.states import state_name
+from pipelines.daq.ecc.states import EccState, state_name
 from pipelines.orchestration import results
 from pipelines.orchestration.app import app
 from pipelines.runcontrol.records import stages as stage_records
@@ -66,6 +66,8 @@ def refresh_ecc_states() -> dict[str, str]:
             newer = or_(ECCServer.last_seen_at == None, ECCServer.last_seen_at < asked_at)  # noqa: E711
             values = (dict(state=state, online=True, last_seen_at=asked_at, last_error=None)
                       if error is None else dict(state=None, online=False, last_error=error[:2000]))
+            if state == EccState.RUNNING:
+                values["running_seen_at"] = asked_at
             s.exec(update(ECCServer).where(ECCServer.name == name, newer).values(**values))
             outcome[name] = state_name(state) if error is None else error
     return outcome

@@ -5,11 +5,22 @@ simulator plays them, writing .graw files into their staging dirs while running.
 """
 from __future__ import annotations
 
+import pytest
 from markupsafe import escape
 from sqlmodel import select, update
 
 import models
-from models import DaqNode, DataRouter, Experiment, Run, RunFiles, Step, Workflow, settings
+from models import (
+    DaqNode,
+    DataRouter,
+    ECCServer,
+    Experiment,
+    Run,
+    RunFiles,
+    Step,
+    Workflow,
+    settings,
+)
 from pipelines.cli.supervisor import free_port
 from pipelines.daq.ecc.states import EccState
 from pipelines.runcontrol import errors, launching
@@ -124,3 +135,39 @@ def test_an_unreachable_node_fails_its_step_while_other_routers_succeed(running_
     assert sorted(organized) == [name for name in ROUTERS if name != "router-4"]
     assert len(steps) == 9
     assert list((staging_root / "4").glob("*.graw")), "router-4's files must stay in staging"
+
+
+def test_stop_ends_a_run_whose_sources_are_no_longer_running(running_daq, staging_root):
+    from pipelines.runcontrol import watch
+    from tests.support.daq import SERVERS
+
+    start_run_with_files(running_daq, staging_root)
+    watch.refresh_ecc_states()  # beat sees the sources RUNNING
+    with models.session() as s:
+        last_running = max(s.exec(select(ECCServer.running_seen_at)).all())
+    for name in SERVERS:  # a power cut: every ECC server comes back IDLE
+        running_daq.set_state(name, EccState.IDLE)
+    watch.refresh_ecc_states()
+
+    page = operator_client().get("/").get_data(as_text=True)
+    warning = page.split('id="run-without-sources">')[1].split("</p>")[0]
+    assert warning.startswith("run 0 is recorded as going, but no source has been RUNNING since")
+    refused = row_counts()
+    with pytest.raises(errors.Refused, match="run 0 is going"):
+        launching.launch("describe")  # the rules still hold: the run must be stopped first
+    assert row_counts() == refused
+
+    stop = wait_workflow(launching.launch("stop_run"), timeout=40)
+
+    assert stop["state"] == "succeeded", stop["error"]
+    stopped = [st for stage in stop["stages"][:2] for st in stage["steps"]]
+    assert {st["note"] for st in stopped} == {"already IDLE, not RUNNING: counted as stopped"}
+    assert running_daq.log() and not [e for e in running_daq.log() if e["operation"] == "Stop"]
+    with models.session() as s:
+        run = s.exec(select(Run)).one()
+        servers = s.exec(select(ECCServer)).all()
+    assert run.stopped_at == last_running  # the last time a source was seen running
+    assert run.files_organized_at is not None  # its files were organized as usual
+    assert not list((staging_root / "0").glob("*.graw"))
+    assert {srv.state for srv in servers} == {EccState.IDLE}
+    assert wait_workflow(launching.launch("describe"))["state"] == "succeeded"

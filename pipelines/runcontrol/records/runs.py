@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import Experiment, Run, Stage, Workflow
+from models import ECCServer, Experiment, Run, Stage, Workflow
 from models.columns import utcnow
 from models.vocabulary import RunClass
 from pipelines.daq.ecc.states import Operation
@@ -43,5 +43,20 @@ def record_run_stopped(s, workflow: Workflow, stages: list[Stage]) -> int:
     if run is None:
         raise StepFailed("the run this stop belongs to is not in the database")
     if run.stopped_at is None:
-        run.stopped_at = confirmed_at(s, [st for st in stages if st.operation == Operation.STOP])
+        run.stopped_at = _stopped_at(s, run, [st for st in stages
+                                              if st.operation == Operation.STOP])
     return run.number
+
+
+def _stopped_at(s, run: Run, stages: list[Stage]):
+    """When the last source stopped: its Stop's confirmation, or, for a source found already
+    below RUNNING (a reboot, a power cut), the last time it was seen running."""
+    steps = [st for stage in stages for st in latest_attempts(s, stage.id)]
+    found_stopped = [st.target for st in steps if st.note]
+    if not found_stopped:
+        return confirmed_at(s, stages)
+    seen = s.exec(select(ECCServer.running_seen_at).where(
+        ECCServer.name.in_(found_stopped))).all()
+    times = [st.finished_at for st in steps if not st.note and st.finished_at]
+    times += [t for t in seen if t is not None]
+    return max(times) if times else run.started_at

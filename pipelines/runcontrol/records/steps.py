@@ -198,15 +198,18 @@ def finish_files_step(step_id: int, order: FilesOrder, moved: Moved) -> None:
         _finish(s, step)
 
 
-def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = None) -> None:
-    """Record a step's end: succeeded, or failed with the error the operator will read."""
+def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = None,
+                note: str | None = None) -> None:
+    """Record a step's end: succeeded (in ``ecc_state``, with a ``note`` when it succeeded
+    in an unusual way), or failed with the error the operator will read."""
     with session() as s:
         step = s.get(Step, step_id)
         if step is not None:
-            _finish(s, step, error, ecc_state)
+            _finish(s, step, error, ecc_state, note)
 
 
-def _finish(s, step: Step, error: str | None = None, ecc_state: int | None = None) -> None:
+def _finish(s, step: Step, error: str | None = None, ecc_state: int | None = None,
+            note: str | None = None) -> None:
     if step.state in ENDED_STEP_STATES:
         return
     now = utcnow()
@@ -215,9 +218,12 @@ def _finish(s, step: Step, error: str | None = None, ecc_state: int | None = Non
     step.finished_at = now
     step.started_at = step.started_at or now
     step.duration = (now - step.started_at).total_seconds()
+    step.confirmed_state, step.note = ecc_state, note[:500] if note else None
     if ecc_state is not None:  # an UPDATE without reading the row first: one statement
-        s.exec(update(ECCServer).where(ECCServer.name == step.target).values(
-            state=ecc_state, online=True, last_seen_at=now, last_error=None))
+        seen = dict(state=ecc_state, online=True, last_seen_at=now, last_error=None)
+        if ecc_state == EccState.RUNNING:
+            seen["running_seen_at"] = now
+        s.exec(update(ECCServer).where(ECCServer.name == step.target).values(**seen))
 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
