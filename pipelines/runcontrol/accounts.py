@@ -42,6 +42,11 @@ def check_password(password: str) -> str:
     """A password of 8 to 256 characters."""
     if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise AccountError(f"passwords are {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    try:
+        password.encode("utf-8")  # a byte from a non-UTF-8 terminal arrives as a surrogate
+    except UnicodeEncodeError:
+        raise AccountError("the password is not valid UTF-8 text (check the terminal's "
+                           "encoding)") from None
     return password
 
 

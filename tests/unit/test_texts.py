@@ -21,3 +21,11 @@ def test_good_text_is_taken_stripped_whatever_its_script():
 def test_text_a_run_record_could_not_hold_is_refused_naming_the_field(value, message):
     with pytest.raises(Invalid, match=message):
         operator_text("title", value, 200)
+
+
+def test_a_password_typed_on_a_non_utf8_terminal_is_refused_not_a_traceback():
+    from pipelines.runcontrol.accounts import AccountError, check_password
+
+    with pytest.raises(AccountError, match="not valid UTF-8"):
+        check_password("caf\udce9-secret")
+    assert check_password("café-secret") == "café-secret"
