@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-NAME = r"^[^\x00-\x1f]{1,200}$"
+NAME = r"^[^\x00-\x1f\x7f-\x9f]{1,200}$"
 # A name that becomes a folder or file name on a node: anything but a path separator.
-PATH_PART = r"^(?!\.\.?$)[^\x00-\x1f/]{1,200}$"
+PATH_PART = r"^(?!\.\.?$)[^\x00-\x1f\x7f-\x9f/]{1,200}$"
 
 
 class TopologyError(ValueError):
@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 # expiry is computed from the longest).
 SECONDS = dict(gt=0, le=86400, allow_inf_nan=False)
 # Printable text on one line: hosts, users, key files, directories.
-ONE_LINE = r"^[^\x00-\x1f\x7f]+$"
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
 
 def _directory(value: str | None) -> str | None:

@@ -62,6 +62,8 @@ GOOD = simulated_topology([18001, 18002])
     (GOOD.replace('staging_dir = "staging/1"', 'staging_dir = "staging/0/"'),
      "data_routers[1].staging_dir", "router-1 and router-0 share the staging directory"),
     ("a = " + "[" * 2000 + "]" * 2000, "", "nested too deeply"),
+    (GOOD.replace('name = "test"', 'name = "run\\u0085log"'), "experiment.name",
+     "without '/' or control characters"),
 ])
 def test_values_that_would_break_a_start_are_refused_at_load_naming_the_key(text, key, message):
     with pytest.raises(schema.TopologyError) as refused:
