@@ -197,6 +197,10 @@ WEB_HOST = _define(
     shown="`127.0.0.1`")
 WEB_PORT = _define(
     "DAQFLOW_PORT", "5000", port, "the port `daqflow up` serves the page on")
+IDLE_POLL_SECONDS = _define(
+    "DAQFLOW_IDLE_POLL_SECONDS", "3", seconds,
+    "how often an idle run-control page asks again: a server going offline shows this soon",
+    shown="3 s")
 WEB_THREADS = _define(
     "DAQFLOW_WEB_THREADS", "16", count,
     "threads of the web server; waiting connections take none, so a screen that stalls "

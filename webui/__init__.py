@@ -34,8 +34,10 @@ def create_app(config: dict | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=12 * 3600,
         # Every form and JSON body daqflow takes is a few fields: refuse floods (413).
         MAX_CONTENT_LENGTH=64 * 1024,
-        # Seconds between polls of the live run-control section while a workflow is active.
+        # Seconds between polls of the live run-control section while a workflow is active,
+        # and while none is: the page never goes stale.
         POLL_SECONDS=1,
+        IDLE_POLL_SECONDS=settings.IDLE_POLL_SECONDS.get(),
         # Every poller of the live section within this many seconds gets the same render:
         # twenty screens polling a 256-source page otherwise cost the web a whole core.
         LIVE_CACHE_SECONDS=0.5,

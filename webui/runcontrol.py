@@ -6,7 +6,9 @@ import time
 
 from flask import Blueprint, current_app, render_template, request
 from htmx_flask import make_response
+from sqlalchemy.exc import SQLAlchemyError
 
+from models.columns import utcnow
 from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
 from pipelines.runcontrol import accounts, launching, progress, status
@@ -28,8 +30,11 @@ def live_context() -> dict:
         for stage in workflow["stages"]:
             for step in stage["steps"]:
                 by_server[step["target"]] = step
+    active = bool(workflow and workflow["active"])
+    poll = current_app.config["POLL_SECONDS" if active else "IDLE_POLL_SECONDS"]
     return {"status": daq, "workflow": workflow, "step_of": by_server,
-            "poll_seconds": current_app.config["POLL_SECONDS"]}
+            "poll_seconds": f"{poll:g}",
+            "rendered_at": utcnow().isoformat()}
 
 
 class _LiveCache:
@@ -62,8 +67,15 @@ def page():
 
 @bp.get("/live")
 def live():
-    """The live section alone; it polls itself while a workflow is active."""
-    return _live()
+    """The live section alone; it polls itself, faster while a workflow is active.
+
+    When the database does not answer, 503 and nothing to swap: the page keeps what it
+    showed, greyed, and says that the database does not answer (``daqflow.js``).
+    """
+    try:
+        return _live()
+    except SQLAlchemyError:
+        return make_response("", 503, reswap="none")
 
 
 def _launch(kind: WorkflowKind, **kwargs):

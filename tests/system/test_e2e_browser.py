@@ -47,6 +47,7 @@ def demo(tmp_path):
         () if DATABASE == "postgresql" else ("DAQFLOW_DATABASE_URL",))
     env = {key: value for key, value in os.environ.items() if key not in dropped}
     env["DAQFLOW_INSTANCE"] = str(tmp_path / "instance")
+    env["DAQFLOW_WATCH_ECC_SECONDS"] = "1"  # beat's refresh, so the page's own delay shows
     log_path = tmp_path / "up.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "up", "--demo", "--topology", str(topology),
@@ -60,7 +61,7 @@ def demo(tmp_path):
         wait_for_port(web_port, timeout=60)
         yield {"url": f"http://127.0.0.1:{web_port}", "name": found.group(1),
                "password": found.group(2), "sim": f"http://127.0.0.1:{sim_port}",
-               "log": log_path}
+               "log": log_path, "process": proc}
     finally:
         stop_process(proc, grace=20)
 
@@ -164,4 +165,21 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#daq-state")).to_have_text("RUNNING")
     assert source_bars(page) == [100] * 9
     page.screenshot(path=str(ARTIFACTS / "run-control-after-replay.png"), full_page=True)
+
+    # No workflow is active now: the page still polls. The run's clock ticks in the browser,
+    # and an ECC server that stops answering shows within two idle poll periods of beat's
+    # refresh (1 s here).
+    clock = page.locator("#run-clock").text_content()
+    page.wait_for_function("([was]) => document.querySelector('#run-clock').textContent !== was",
+                           arg=[clock], timeout=5000)
+    simulate_fault(demo["sim"], server="ecc-cobo3", kind="refuse")
+    expect(page.locator('tr[data-ecc-server="ecc-cobo3"]')).to_contain_text(
+        "offline", timeout=(1 + 2 * 3) * 1000 + 2000)
     assert page.blocked == []  # nothing the page uses was refused by its own policy
+
+    # The web process goes away: the page says so within one poll period and greys what it
+    # shows instead of passing it off as the DAQ now.
+    stop_process(demo["process"], grace=20)
+    expect(page.locator("#connection")).to_contain_text("connection lost at", timeout=3000 + 2000)
+    expect(page.locator("#live")).to_have_class(re.compile(r"\bstale\b"))
+    page.screenshot(path=str(ARTIFACTS / "run-control-connection-lost.png"), full_page=True)

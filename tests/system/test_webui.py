@@ -28,10 +28,10 @@ def test_page_shows_sources_state_and_one_bar_each(client):
     assert len(bars(html)) == 9
     assert "CoBo[7]" in html and "Mutant[master]" in html
     assert "htmx-2.0.11.min.js" in html and "//cdn" not in html
-    assert 'hx-trigger="every' not in html  # nothing active: no polling
+    assert 'hx-trigger="every 3s"' in html  # nothing active: it still polls, less often
 
 
-def test_live_section_polls_while_active_and_stops_when_done(client, worker, daq):
+def test_live_section_polls_every_second_while_active_then_every_few(client, worker, daq):
     set_all(daq, EccState.READY)
     response = client.post("/actions/start", data={"title": "<script>alert(1)</script>",
                                                    "run_class": "BEAM"})
@@ -43,7 +43,8 @@ def test_live_section_polls_while_active_and_stops_when_done(client, worker, daq
         client.get("/api/status").get_json()["last_workflow"]
     wait_workflow(workflow_id)
     html = client.get("/live").get_data(as_text=True)
-    assert 'hx-trigger' not in html
+    assert 'hx-trigger="every 3s"' in html  # the page stays live between workflows
+    assert 'id="run-clock" class="ticking" data-since="' in html  # the browser ticks it
     assert bars(html) == ["100"] * 11  # two stage bars, then nine source bars
     assert "run 0: &lt;script&gt;alert(1)&lt;/script&gt; (BEAM)" in html
     assert "<script>alert(1)" not in html
@@ -161,3 +162,17 @@ def test_every_answer_carries_the_security_headers(client):
     assert "frame-ancestors 'none'" in policy
     html = answers[0].get_data(as_text=True)
     assert "<script>" not in html and "<style>" not in html and "hx-on" not in html
+
+
+def test_the_live_section_says_when_the_database_does_not_answer(client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from pipelines.runcontrol import status
+
+    def unreachable():
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(status, "status", unreachable)
+    answer = client.get("/live", headers={"HX-Request": "true"})
+    assert answer.status_code == 503 and answer.headers["HX-Reswap"] == "none"
+

@@ -1,15 +1,70 @@
 // daqflow's own script (the Content-Security-Policy allows no inline script and no eval).
-// The message box empties itself when an action on the live section succeeded, or when the
-// server says so (the HX-Trigger "daqflow-clear-message" of an accepted action).
+// - The message box empties itself when an action on the live section succeeded, or when
+//   the server says so (the HX-Trigger "daqflow-clear-message" of an accepted action).
+// - Clocks tick between polls, from the timestamps the server rendered (data-since).
+// - When the server cannot be reached, the page says so within one poll period and greys
+//   the live section instead of showing the last state as current.
 (function () {
   "use strict";
+  var lostAt = null;
+
   function clearMessage() {
     var box = document.getElementById("message");
     if (box) { box.innerHTML = ""; }
   }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function hms(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var h = Math.floor(seconds / 3600), m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+    return h ? h + ":" + pad(m) + ":" + pad(s) : m + ":" + pad(s);
+  }
+
+  function clock(date) {
+    return pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+  }
+
+  function tick() {
+    document.querySelectorAll(".ticking[data-since]").forEach(function (element) {
+      var since = Date.parse(element.getAttribute("data-since"));
+      if (!isNaN(since)) { element.textContent = hms((Date.now() - since) / 1000); }
+    });
+  }
+
+  function showLost(why) {
+    var live = document.getElementById("live"), banner = document.getElementById("connection");
+    if (!live || !banner) { return; }
+    if (lostAt === null) { lostAt = new Date(); }
+    var shown = Date.parse(live.getAttribute("data-rendered-at"));
+    banner.textContent = why + " at " + clock(lostAt) + "; what is shown below is from " +
+      (isNaN(shown) ? "earlier" : clock(new Date(shown))) + ", not the DAQ now";
+    banner.hidden = false;
+    live.classList.add("stale");
+  }
+
+  function showFound() {
+    var live = document.getElementById("live"), banner = document.getElementById("connection");
+    lostAt = null;
+    if (banner) { banner.hidden = true; banner.textContent = ""; }
+    if (live) { live.classList.remove("stale"); }
+  }
+
   document.addEventListener("daqflow-clear-message", clearMessage);
   document.addEventListener("htmx:afterRequest", function (event) {
     var target = event.detail && event.detail.target;
-    if (event.detail.successful && target && target.id === "live") { clearMessage(); }
+    if (!target || target.id !== "live") { return; }
+    if (event.detail.successful) {
+      clearMessage();
+      showFound();
+    } else if (event.detail.xhr && event.detail.xhr.status >= 500) {
+      showLost("the web server answers, but " + (event.detail.xhr.status === 503 ?
+        "the database does not" : "with an error (" + event.detail.xhr.status + ")"));
+    }
   });
+  document.addEventListener("htmx:sendError", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.id === "live") { showLost("connection lost"); }
+  });
+  setInterval(tick, 1000);
 })();
