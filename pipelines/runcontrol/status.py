@@ -5,7 +5,7 @@ from sqlmodel import select
 
 from models import DaqNode, DataRouter, DataSource, ECCServer, Experiment, Workflow, session
 from models.columns import utcnow
-from models.vocabulary import ACTIVE_STATES
+from models.vocabulary import ACTIVE_STATES, WorkflowKind
 from pipelines.daq.ecc.states import EccState, state_name
 from pipelines.runcontrol.planning import current_run, daq_state
 from pipelines.runcontrol.progress import iso
@@ -20,6 +20,36 @@ def _no_source_running(servers: list[ECCServer]) -> dict:
     seen = [srv.running_seen_at for srv in servers if srv.running_seen_at]
     return {"no_source_running": lost,
             "running_seen_at": iso(max(seen)) if lost and seen else None}
+
+
+# Which collective transition is legal when every server is in one state.
+_NEXT_UP = {EccState.IDLE: WorkflowKind.DESCRIBE, EccState.DESCRIBED: WorkflowKind.PREPARE,
+            EccState.PREPARED: WorkflowKind.CONFIGURE}
+
+
+def legal_now(states: list[int | None], run_going: bool, workflow_active: bool) -> list[str]:
+    """The actions the rules allow now, for the page's buttons (the server checks again).
+
+    Nothing while a workflow is active; Stop only while a run is going; Start only when
+    every source is READY; each collective transition only from the state it starts from;
+    Reset when a known state is above IDLE.
+    """
+    if workflow_active:
+        return []
+    if run_going:
+        return [WorkflowKind.STOP_RUN]
+    if not states or any(state is None for state in states):
+        return []
+    legal = []
+    if len(set(states)) == 1:
+        state = EccState(states[0])
+        if state == EccState.READY:
+            legal.append(WorkflowKind.START_RUN)
+        if state in _NEXT_UP:
+            legal.append(_NEXT_UP[state])
+    if max(states) > EccState.IDLE:
+        legal.append(WorkflowKind.RESET)
+    return [str(kind) for kind in legal]
 
 
 def status() -> dict:
@@ -51,6 +81,7 @@ def status() -> dict:
             **_no_source_running(servers),
         },
         "active_workflow": active.id if active else None,
+        "legal": legal_now([srv.state for srv in servers], run is not None, active is not None),
         "last_workflow": last.id if last else None,
         "servers": [{"name": srv.name, "url": srv.url, "state": state_name(srv.state),
                      "online": srv.online, "last_seen_at": iso(srv.last_seen_at),

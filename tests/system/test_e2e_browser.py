@@ -83,6 +83,8 @@ def page():
         page.on("console", lambda message: page.blocked.append(message.text)
                 if "Content Security Policy" in message.text else None)
         page.on("pageerror", lambda error: page.blocked.append(str(error)))
+        page.dialogs = []  # what the page asked to confirm; the operator says yes
+        page.on("dialog", lambda dialog: page.dialogs.append(dialog.message) or dialog.accept())
         yield page
         context.close()
         browser.close()
@@ -120,9 +122,15 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#who")).to_have_text("operator (operator)")
     assert len(source_bars(page)) == 9
 
-    # A refusal shows in the message box; the next accepted action empties it (daqflow.js,
-    # the only script besides htmx the Content-Security-Policy lets run).
-    page.get_by_role("button", name="Stop run", exact=True).click()
+    # Buttons follow the rules: no run is going, the sources are IDLE.
+    for button in ("Stop run", "Start run", "Prepare all", "Configure all", "Reset all"):
+        expect(page.get_by_role("button", name=button, exact=True)).to_be_disabled()
+    expect(page.get_by_role("button", name="Describe all", exact=True)).to_be_enabled()
+    # The server still refuses what a stale page asks for; the refusal shows in the message
+    # box, and the next accepted action empties it (daqflow.js, the only script besides
+    # htmx the Content-Security-Policy lets run).
+    page.evaluate("htmx.ajax('POST', '/actions/stop', {source: '#live', target: '#live', "
+                  "swap: 'morph:outerHTML'})")
     expect(page.locator("#message")).to_contain_text("no run is going")
 
     for button, state in (("Describe all", "DESCRIBED"), ("Prepare all", "PREPARED"),
@@ -145,6 +153,7 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#workflow-state")).to_have_text("succeeded")
 
     run_workflow(page, "Stop run", "READY")
+    assert page.dialogs == ["Stop the run that is going?"]
     expect(page.locator("#current-run")).to_contain_text("no run is going")
 
     simulate_fault(demo["sim"], server="ecc-cobo3", kind="error", operation="Start",

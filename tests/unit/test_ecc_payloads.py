@@ -102,3 +102,16 @@ def test_drive_fails_when_the_transition_ends_elsewhere():
         assert "ended in state PREPARED, not READY" in str(exc)
     else:
         raise AssertionError("no failure")
+
+
+def test_a_confirmation_that_came_while_the_worker_was_paused_past_the_deadline_counts():
+    client = FakeClient([(3, 0), (3, 4), (4, 0)])
+    now = [0.0]
+
+    def paused(seconds):  # the worker stopped for ten seconds in its first wait
+        now[0] += 10.0
+
+    assert drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
+                       1.0, clock=lambda: now[0], sleep=paused) is True
+    assert client.sent == ["Configure"]
+

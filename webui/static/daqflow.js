@@ -41,6 +41,7 @@
       (isNaN(shown) ? "earlier" : clock(new Date(shown))) + ", not the DAQ now";
     banner.hidden = false;
     live.classList.add("stale");
+    followLegal();
   }
 
   function showFound() {
@@ -48,9 +49,22 @@
     lostAt = null;
     if (banner) { banner.hidden = true; banner.textContent = ""; }
     if (live) { live.classList.remove("stale"); }
+    followLegal();
+  }
+
+  // Buttons follow what the rules allow now, as the live section last said (data-legal).
+  function followLegal() {
+    var live = document.getElementById("live");
+    if (!live) { return; }
+    var legal = (live.getAttribute("data-legal") || "").split(" ");
+    document.querySelectorAll("button[data-action]").forEach(function (button) {
+      button.disabled = live.classList.contains("stale") ||
+        legal.indexOf(button.getAttribute("data-action")) < 0;
+    });
   }
 
   document.addEventListener("daqflow-clear-message", clearMessage);
+  document.addEventListener("htmx:afterSettle", followLegal);
   document.addEventListener("htmx:afterRequest", function (event) {
     var target = event.detail && event.detail.target;
     if (!target || target.id !== "live") { return; }

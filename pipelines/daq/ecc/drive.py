@@ -47,6 +47,11 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
         if on_progress:
             on_progress(elapsed, expected_seconds)
         if elapsed >= deadline_seconds:
+            # The last word before failing: a worker paused past the deadline (a long GC,
+            # a loaded host) may have missed the confirmation, not the server its work.
+            report = client.get_state()
+            if report.settled and report.state == target:
+                return sent
             raise EccError(client.name, operation,
                            f"not confirmed within its deadline of {deadline_seconds:g} s "
                            f"(last seen: state {state_name(report.state)}, "
