@@ -16,6 +16,7 @@ from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
 from webui.inputs import Invalid, parse_start
+from webui.overview import overview
 
 bp = Blueprint("runcontrol", __name__)
 
@@ -33,7 +34,7 @@ def live_context() -> dict:
     active = bool(workflow and workflow["active"])
     poll = current_app.config["POLL_SECONDS" if active else "IDLE_POLL_SECONDS"]
     return {"status": daq, "workflow": workflow, "step_of": by_server,
-            "poll_seconds": f"{poll:g}",
+            "overview": overview(daq, by_server, workflow), "poll_seconds": f"{poll:g}",
             "rendered_at": utcnow().isoformat()}
 
 

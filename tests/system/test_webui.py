@@ -63,6 +63,13 @@ def test_workflow_page_shows_the_failed_sources_message(client, worker, daq):
     assert "not run" in html  # the MuTAnT stage never ran
     history = client.get("/workflows/").get_data(as_text=True)
     assert f">{workflow_id}<" in history and "failed" in history
+    # The compact view puts the failed source first, and counts the sources per state.
+    live = client.get("/live").get_data(as_text=True)
+    grid = live.split('id="source-grid"')[1].split("</div>")[0]
+    cells = re.findall(r'<span class="cell ([^"]+)" data-source="([^"]+)"', grid)
+    assert len(cells) == 9 and cells[0][1] == "CoBo[5]" and "cell-failed" in cells[0][0]
+    assert "CoBo[5]: AGET 3 timeout" in grid.split("</span>")[0]
+    assert "need a look (first in the grid)" in live
 
 
 def test_api_start_and_progress(client, worker, daq):
