@@ -337,16 +337,15 @@ def measure_progress_reads(redis_url: str, n: int, seconds: float, reads: int) -
 
 
 def measure_polling(redis_url: str, n: int, seconds: float, reps: int, clients: int) -> dict:
-    """(4): web CPU per minute with ``clients`` polling /live every second, and the start ratio."""
+    """(4): web CPU per minute with ``clients`` polling /live: every 3 s on an idle DAQ, every
+    second during starts; and the start ratio."""
     daq = Daq(redis_url, n, seconds)
     try:
         start_control(daq, n)
         web = daq.processes["web"]
         floor = 2 * seconds
 
-        def window(polled: bool) -> dict:
-            stop = threading.Event()
-
+        def pollers(stop: threading.Event, count: int, every: float) -> list[threading.Thread]:
             def poll():
                 url = f"http://127.0.0.1:{daq.web_port}/live"
                 while not stop.is_set():
@@ -354,25 +353,45 @@ def measure_polling(redis_url: str, n: int, seconds: float, reps: int, clients: 
                     request = urllib.request.Request(url, headers=daq.headers)
                     with urllib.request.urlopen(request, timeout=30) as response:
                         response.read()
-                    stop.wait(max(0.0, 1.0 - (time.monotonic() - began)))
+                    stop.wait(max(0.0, every - (time.monotonic() - began)))
 
-            pollers = [threading.Thread(target=poll, daemon=True)
-                       for _ in range(clients if polled else 0)]
+            return [threading.Thread(target=poll, daemon=True) for _ in range(count)]
+
+        def idle_window(duration: float = 30.0, every: float = 3.0) -> dict:
+            # No workflow: the page still polls, every DAQFLOW_IDLE_POLL_SECONDS (3 s).
+            stop = threading.Event()
+            threads = pollers(stop, clients, every)
             cpu0, t0 = web.cpu_seconds(), time.monotonic()
-            for thread in pollers:
+            for thread in threads:
+                thread.start()
+            stop.wait(duration)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            cpu, elapsed = web.cpu_seconds() - cpu0, time.monotonic() - t0
+            return {"web_cpu_seconds_per_minute": 60 * cpu / elapsed, "window_seconds": elapsed,
+                    "poll_seconds": every}
+
+        def window(polled: bool) -> dict:
+            stop = threading.Event()
+            pollers_ = pollers(stop, clients if polled else 0, 1.0)
+            cpu0, t0 = web.cpu_seconds(), time.monotonic()
+            for thread in pollers_:
                 thread.start()
             walls = [timed_start(daq, timeout=120)[1] for _ in range(reps)]
             stop.set()
-            for thread in pollers:
+            for thread in pollers_:
                 thread.join()
             cpu, elapsed = web.cpu_seconds() - cpu0, time.monotonic() - t0
             return {"walls": walls, "ratio": statistics.median(walls) / floor,
                     "web_cpu_seconds_per_minute": 60 * cpu / elapsed, "window_seconds": elapsed}
 
-        figures = {"sources": n, "clients": clients, "quiet": window(False),
-                   "polled": window(True)}
+        figures = {"sources": n, "clients": clients, "idle": idle_window(),
+                   "quiet": window(False), "polled": window(True)}
         print(f"  polling: web {figures['polled']['web_cpu_seconds_per_minute']:.1f} CPU s/min "
-              f"polled ({figures['quiet']['web_cpu_seconds_per_minute']:.1f} quiet); start ratio "
+              f"polled during starts ({figures['quiet']['web_cpu_seconds_per_minute']:.1f} "
+              f"quiet, {figures['idle']['web_cpu_seconds_per_minute']:.1f} with {clients} idle "
+              f"pollers every {figures['idle']['poll_seconds']:g} s); start ratio "
               f"{figures['polled']['ratio']:.2f} polled, {figures['quiet']['ratio']:.2f} quiet",
               flush=True)
         return figures
@@ -460,8 +479,10 @@ def table(results: dict) -> str:
     if "polling" in results:
         p = results["polling"]
         out += ["", f"Polling ({p['clients']} clients, {p['sources']} sources): web "
-                f"{p['polled']['web_cpu_seconds_per_minute']:.1f} CPU s/min (quiet "
-                f"{p['quiet']['web_cpu_seconds_per_minute']:.1f}); start ratio "
+                f"{p['polled']['web_cpu_seconds_per_minute']:.1f} CPU s/min during starts (quiet "
+                f"{p['quiet']['web_cpu_seconds_per_minute']:.1f}; idle DAQ, polled every "
+                f"{p['idle']['poll_seconds']:g} s: {p['idle']['web_cpu_seconds_per_minute']:.1f}); "
+                "start ratio "
                 f"{p['polled']['ratio']:.2f} polled, {p['quiet']['ratio']:.2f} quiet"]
     if "soak" in results:
         s = results["soak"]

@@ -34,7 +34,6 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
     the deadline (enforced here: thread pools ignore Celery's soft time limits).
     """
     clock, sleep = clock or time.monotonic, sleep or time.sleep
-    started = clock()
     report = client.get_state()
     if report.settled and report.state == target:
         return False
@@ -42,6 +41,9 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
     if report.settled or report.transition != target:
         client.transition(operation, config, links)
         sent = True
+    # The deadline counts from when the server took the transition on: a worker paused
+    # between its first GetState and the operation has not used the server's time.
+    started = clock()
     while True:
         elapsed = clock() - started
         if on_progress:
