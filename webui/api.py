@@ -8,10 +8,10 @@ from flask import Blueprint, jsonify, request
 from models.vocabulary import TRANSITION_KINDS, WorkflowKind
 from pipelines.runcontrol import accounts, launching, progress, replay
 from pipelines.runcontrol import status as daq_status
-from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
+from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import error_status
-from webui.inputs import Invalid, parse_start
+from webui.inputs import parse_start
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

@@ -6,8 +6,6 @@ from pipelines.runcontrol.errors import Invalid
 from pipelines.runcontrol.launching import TITLE_MAX, check_run_class
 from pipelines.runcontrol.texts import operator_text
 
-__all__ = ["Invalid", "parse_start"]
-
 
 def parse_start(data: dict) -> tuple[str, str]:
     """Check a run start's fields: ``title`` (text) and ``run_class`` (from the list)."""

@@ -12,10 +12,10 @@ from models.columns import utcnow
 from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
 from pipelines.runcontrol import accounts, launching, progress, status
-from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
+from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
-from webui.inputs import Invalid, parse_start
+from webui.inputs import parse_start
 from webui.overview import overview
 
 bp = Blueprint("runcontrol", __name__)

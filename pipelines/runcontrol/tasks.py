@@ -150,7 +150,7 @@ def stage_failed(stage_id: int, callback_task_id: str | None = None) -> None:
     """Errback of a stage's chord callback: mark the stage and its workflow failed."""
     callback_task_id = callback_task_id or stage_records.stage_callback_id(stage_id)
     stage_records.fail_stage(stage_id, callback_error=failure_of(callback_task_id),
-                       callback_task_id=callback_task_id)
+                             callback_task_id=callback_task_id)
 
 
 @app.task(bind=True, name="daqflow.workflow.finish", **DB_RETRY)
@@ -164,8 +164,9 @@ def workflow_failed(workflow_id: int, callback_task_id: str | None = None) -> No
     """Errback of the final callback: the workflow failed at its very end."""
     callback_task_id = callback_task_id or workflow_records.workflow_callback_id(workflow_id)
     error = failure_of(callback_task_id)
-    workflow_records.fail_workflow(workflow_id, f"final callback failed: {error or 'unknown error'}",
-                          callback_task_id=callback_task_id)
+    workflow_records.fail_workflow(workflow_id,
+                                   f"final callback failed: {error or 'unknown error'}",
+                                   callback_task_id=callback_task_id)
 
 
 @app.task(name="daqflow.watch.ecc", **DB_RETRY)

@@ -128,6 +128,8 @@ def sweep_lost_steps(active: set[str] | None = None,
     if active is None:
         return []
     sweep_stalled_workflows(active, settings.STALL_SECONDS.get())
+    if not running:
+        return []  # what the missing-since record still holds is of ended steps: ignored
     missing = _missing_for([task_id for _, task_id in running], active)
     lost = [step_id for step_id, task_id in running if missing.get(task_id, 0) >= lost_after]
     if not lost:

@@ -2,7 +2,8 @@
 import pytest
 
 from models.vocabulary import RunClass
-from webui.inputs import Invalid, parse_start
+from pipelines.runcontrol.errors import Invalid
+from webui.inputs import parse_start
 
 
 def test_a_title_and_class_are_taken_trimmed():

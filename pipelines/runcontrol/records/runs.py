@@ -52,11 +52,10 @@ def _stopped_at(s, run: Run, stages: list[Stage]):
     """When the last source stopped: its Stop's confirmation, or, for a source found already
     below RUNNING (a reboot, a power cut), the last time it was seen running."""
     steps = [st for stage in stages for st in latest_attempts(s, stage.id)]
+    times = [st.finished_at for st in steps if not st.note and st.finished_at]
     found_stopped = [st.target for st in steps if st.note]
     if not found_stopped:
-        return confirmed_at(s, stages)
-    seen = s.exec(select(ECCServer.running_seen_at).where(
-        ECCServer.name.in_(found_stopped))).all()
-    times = [st.finished_at for st in steps if not st.note and st.finished_at]
-    times += [t for t in seen if t is not None]
+        return max(times) if times else utcnow()
+    times += [t for t in s.exec(select(ECCServer.running_seen_at).where(
+        ECCServer.name.in_(found_stopped))).all() if t is not None]
     return max(times) if times else run.started_at
