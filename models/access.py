@@ -32,6 +32,8 @@ class AuditEntry(SQLModel, table=True):
     actor: str = Field(index=True, max_length=80)
     action: str = Field(max_length=32)
     workflow_id: Optional[int] = Field(default=None, foreign_key="workflow.id", index=True)
+    # The run a note or field edit concerns (a start or stop names its workflow instead).
+    run_id: Optional[int] = Field(default=None, foreign_key="run.id", index=True)
     # What was asked for (title, run class, replayed steps), kept for the record.
     detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 

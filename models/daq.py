@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.columns import timestamp
@@ -33,6 +33,15 @@ class Run(SQLModel, table=True):
     stopped_at: Optional[datetime] = timestamp()
     # When every data router's files of this run were organized (None: not yet).
     files_organized_at: Optional[datetime] = timestamp()
+    # Who asked for the start and for the stop (account name, or cli:<login>).
+    started_by: str = Field(default="", max_length=80)
+    stopped_by: str = Field(default="", max_length=80)
+    # The operator's comment at start, and the current note (RunNote keeps every version).
+    comment: str = Field(default="", max_length=1000)
+    note: str = Field(default="", max_length=4000)
+    # Custom run fields (RunField) by name: a number, or text.
+    fields: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False,
+                                                                 server_default="{}"))
 
     @property
     def duration_seconds(self) -> Optional[float]:

@@ -81,3 +81,27 @@ class FilesKind(StrEnum):
 
     DATA = "data"
     CONFIGS = "configs"
+
+
+class FieldType(StrEnum):
+    """What a custom run field holds: a number (with its unit), free text, or one of a list."""
+
+    NUMBER = "number"
+    TEXT = "text"
+    CHOICE = "choice"
+
+
+class RunMoment(StrEnum):
+    """When a custom run field is asked for: with the start, or at the stop."""
+
+    START = "start"
+    STOP = "stop"
+
+
+class RunOutcome(StrEnum):
+    """What became of a run, as the run log shows it."""
+
+    GOING = "going"
+    # Stopped, but its data are not (yet) in the run's folder on every node.
+    FILES_NOT_ORGANIZED = "files not organized"
+    COMPLETE = "complete"

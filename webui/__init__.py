@@ -1,5 +1,5 @@
 """daqflow's web interface: the Flask app factory. One blueprint per feature
-(``runcontrol``, ``history``, ``api``, ``auth``); input checks (``inputs``), error
+(``runcontrol``, ``runlog``, ``history``, ``api``, ``auth``); input checks (``inputs``), error
 answers (``errors``) and template filters (``filters``) in modules named for them."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def create_app(config: dict | None = None) -> Flask:
     The database's schema is a command's business (``daqflow web`` and ``up``
     prepare it), not the factory's.
     """
-    from webui import api, auth, headers, history, runcontrol
+    from webui import api, auth, headers, history, runcontrol, runlog
     from webui.errors import register_json_errors
     from webui.filters import register_filters
 
@@ -62,6 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(runcontrol.bp)
     app.register_blueprint(history.bp)
+    app.register_blueprint(runlog.bp)
     app.register_blueprint(api.bp)
     register_json_errors(app)
     return app

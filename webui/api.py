@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from models.vocabulary import TRANSITION_KINDS, WorkflowKind
-from pipelines.runcontrol import accounts, launching, progress, replay
+from pipelines.runcontrol import accounts, launching, progress, replay, runlog
 from pipelines.runcontrol import status as daq_status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
-from webui import auth
+from webui import auth, openapi
 from webui.errors import error_status
-from webui.inputs import parse_start
+from webui.inputs import parse_start, parse_stop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -46,18 +46,42 @@ def _accepted(workflow_id: int):
 
 @bp.post("/runs/start")
 def start_run():
-    """``{"title", "run_class"}`` -> 202 ``{"workflow_id"}``."""
-    title, run_class = parse_start(_json_body())
-    return _accepted(launching.launch(WorkflowKind.START_RUN, title=title, run_class=run_class,
-                                      actor=auth.actor()))
+    """``{"title", "run_class", "comment", "fields"}`` -> 202 ``{"workflow_id"}``."""
+    return _accepted(launching.launch(WorkflowKind.START_RUN, actor=auth.actor(),
+                                      **parse_start(_json_body())))
 
 
 @bp.post("/runs/stop")
 def stop_run():
-    """-> 202 ``{"workflow_id"}``."""
-    if _json_body():
-        raise Invalid("stop takes no fields")
-    return _accepted(launching.launch(WorkflowKind.STOP_RUN, actor=auth.actor()))
+    """``{"note", "fields"}`` (both optional) -> 202 ``{"workflow_id"}``."""
+    return _accepted(launching.launch(WorkflowKind.STOP_RUN, actor=auth.actor(),
+                                      **parse_stop(_json_body())))
+
+
+@bp.get("/runs")
+def runs():
+    """The run log, newest first: ``?run_class=&since=&until=&q=&page=&per_page=``."""
+    return jsonify(runlog.list_runs(runlog.parse_filter(request.args.to_dict())))
+
+
+@bp.get("/runs.csv")
+def runs_csv():
+    """The run log as CSV: every run that matches the filters (paging is ignored)."""
+    listing = runlog.list_runs(runlog.parse_filter(request.args.to_dict()), everything=True)
+    return Response(runlog.csv_text(listing), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=runs.csv"})
+
+
+@bp.get("/runs/<int(max=2147483647):number>")
+def run(number: int):
+    """One run: its sheet, the note's history, workflows, files, config backups, audit."""
+    return jsonify(runlog.run_detail(number))
+
+
+@bp.patch("/runs/<int(max=2147483647):number>")
+def edit_run(number: int):
+    """``{"note", "fields"}`` -> the run as now (operators; audited, every note kept)."""
+    return jsonify(runlog.edit(number, _json_body(), actor=auth.actor()))
 
 
 @bp.post("/transitions/<name>")
@@ -82,6 +106,12 @@ def replay_workflow(workflow_id: int):
 def workflow(workflow_id: int):
     """The progress read of one workflow, with who did what to it."""
     return jsonify(dict(progress.read(workflow_id), actions=accounts.actions_of(workflow_id)))
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """The OpenAPI 3 description of this API."""
+    return jsonify(openapi.description())
 
 
 @bp.get("/status")

@@ -1,7 +1,7 @@
 """Template filters: times, durations, percentages and sizes as a shift reads them."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 
 def clock(value: str | datetime | None) -> str:
@@ -34,6 +34,16 @@ def size(value: int | None) -> str:
     return ""
 
 
+def ago(value: str | datetime | None) -> str:
+    """How long ago ``value`` was, as the page first shows it (the browser counts on)."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    seconds = max(0, int((datetime.now(timezone.utc) - value).total_seconds()))
+    return f"{hms(seconds)} ago" if seconds >= 60 else f"{seconds} s ago"
+
+
 def register_filters(app) -> None:
     """Template filters for times, durations, percentages and sizes."""
-    app.jinja_env.filters.update(clock=clock, hms=hms, percent=percent, size=size)
+    app.jinja_env.filters.update(clock=clock, hms=hms, percent=percent, size=size, ago=ago)

@@ -6,11 +6,38 @@ from pipelines.runcontrol.errors import Invalid
 from pipelines.runcontrol.launching import TITLE_MAX, check_run_class
 from pipelines.runcontrol.texts import operator_text
 
+# A form names a custom run field's input "field:<name>".
+FIELD_PREFIX = "field:"
 
-def parse_start(data: dict) -> tuple[str, str]:
-    """Check a run start's fields: ``title`` (text) and ``run_class`` (from the list)."""
-    unknown = set(data) - {"title", "run_class"}
+
+def _known(data: dict, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(str(key) for key in set(data) - set(allowed))
     if unknown:
-        raise Invalid(f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise Invalid(f"unknown field(s): {', '.join(unknown)[:200]}")
+
+
+def parse_start(data: dict) -> dict:
+    """A run start's ``title`` (text), ``run_class`` (from the list), ``comment`` and
+    ``fields``, as ``launch`` takes them (the sheet is checked there, against the
+    experiment's run fields)."""
+    _known(data, ("title", "run_class", "comment", "fields"))
     title = operator_text("title", data.get("title", ""), TITLE_MAX)
-    return title, check_run_class(data.get("run_class", RunClass.TEST.value))
+    return {"title": title,
+            "run_class": check_run_class(data.get("run_class", RunClass.TEST.value)),
+            "comment": data.get("comment", ""), "fields": data.get("fields")}
+
+
+def parse_stop(data: dict) -> dict:
+    """A run stop's ``note`` and ``fields``, as ``launch`` takes them."""
+    _known(data, ("note", "fields"))
+    return {"note": data.get("note", ""), "fields": data.get("fields")}
+
+
+def from_form(form: dict) -> dict:
+    """A form's fields with its ``field:<name>`` inputs gathered under ``fields``."""
+    out: dict = {key: value for key, value in form.items() if not key.startswith(FIELD_PREFIX)}
+    fields = {key[len(FIELD_PREFIX):]: value for key, value in form.items()
+              if key.startswith(FIELD_PREFIX)}
+    if fields:
+        out["fields"] = fields
+    return out

@@ -11,11 +11,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.columns import utcnow
 from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
-from pipelines.runcontrol import accounts, launching, progress, status
+from pipelines.runcontrol import accounts, launching, progress, runfields, status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
-from webui.inputs import parse_start
+from webui.inputs import from_form, parse_start, parse_stop
 from webui.overview import overview
 
 bp = Blueprint("runcontrol", __name__)
@@ -61,9 +61,11 @@ def _live(status_code: int = 200, fresh: bool = False, trigger: str | None = Non
 
 @bp.get("/")
 def page():
-    """The run-control page."""
+    """The run-control page; the start and stop forms ask for the experiment's run fields,
+    offering the previous run's values."""
     return render_template("runcontrol/page.html", transitions=TRANSITION_KINDS,
-                           run_classes=list(RunClass), **live_context())
+                           run_classes=list(RunClass), run_fields=runfields.described(),
+                           previous=runfields.previous_values(), **live_context())
 
 
 @bp.get("/live")
@@ -87,22 +89,28 @@ def _launch(kind: WorkflowKind, **kwargs):
     return _live(202, fresh=True, trigger="daqflow-clear-message")
 
 
-@bp.post("/actions/start")
-def start_run():
-    """Start a run (form fields ``title`` and ``run_class``)."""
+def _form() -> dict:
     fields = request.form.to_dict()
     fields.pop(auth.CSRF_FIELD, None)  # checked already, by the guard
+    return from_form(fields)
+
+
+@bp.post("/actions/start")
+def start_run():
+    """Start a run (form fields ``title``, ``run_class``, ``comment``, ``field:<name>``)."""
     try:
-        title, run_class = parse_start(fields)
+        return _launch(WorkflowKind.START_RUN, **parse_start(_form()))
     except Invalid as exc:
         return refusal(exc)
-    return _launch(WorkflowKind.START_RUN, title=title, run_class=run_class)
 
 
 @bp.post("/actions/stop")
 def stop_run():
-    """Stop the run that is going."""
-    return _launch(WorkflowKind.STOP_RUN)
+    """Stop the run that is going (form fields ``note``, ``field:<name>``)."""
+    try:
+        return _launch(WorkflowKind.STOP_RUN, **parse_stop(_form()))
+    except Invalid as exc:
+        return refusal(exc)
 
 
 @bp.post("/actions/transition/<name>")

@@ -9,6 +9,7 @@ import click
 
 from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind, WorkflowState
 from pipelines.cli.common import EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE, database, fail
+from pipelines.cli.runlog import field_option, field_values
 
 
 def refused_or_unavailable(exc: Exception):
@@ -72,17 +73,22 @@ def run():
 @click.option("--title", default="", help="Run title.")
 @click.option("--class", "run_class", default=RunClass.TEST.value, show_default=True,
               type=click.Choice([run_class.value for run_class in RunClass]))
+@click.option("--comment", default="", help="What this run is for, in a few words.")
+@field_option
 @click.option("--wait", is_flag=True, help="Show progress; exit 0 only if the run started.")
-def run_start(title, run_class, wait):
+def run_start(title, run_class, comment, fields, wait):
     """Start a run (every source must be READY)."""
-    _launch(WorkflowKind.START_RUN, wait, title=title, run_class=run_class)
+    _launch(WorkflowKind.START_RUN, wait, title=title, run_class=run_class, comment=comment,
+            fields=field_values(fields))
 
 
 @run.command("stop")
+@click.option("--note", default="", help="What happened during the run (editable later).")
+@field_option
 @click.option("--wait", is_flag=True, help="Show progress; exit 0 only if the run stopped.")
-def run_stop(wait):
+def run_stop(note, fields, wait):
     """Stop the run that is going."""
-    _launch(WorkflowKind.STOP_RUN, wait)
+    _launch(WorkflowKind.STOP_RUN, wait, note=note, fields=field_values(fields))
 
 
 @click.command()

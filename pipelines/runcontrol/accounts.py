@@ -144,10 +144,11 @@ def local_actor() -> str:
         return "cli:unknown"
 
 
-def record(s, actor: str | None, action: str, workflow_id: int | None = None, **detail) -> None:
+def record(s, actor: str | None, action: str, workflow_id: int | None = None,
+           run_id: int | None = None, **detail) -> None:
     """Add one entry to the audit, in the caller's session (it commits with the action)."""
     s.add(AuditEntry(actor=(actor or local_actor())[:80], action=action,
-                     workflow_id=workflow_id, detail=detail))
+                     workflow_id=workflow_id, run_id=run_id, detail=detail))
 
 
 def note(actor: str | None, action: str, **detail) -> None:

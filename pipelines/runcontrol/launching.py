@@ -13,18 +13,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlmodel import select
 
 from models import ECCServer, Stage, Step, StepState, Workflow, WorkflowState, session
-from models.vocabulary import ACTIVE_STATES, RunClass, WorkflowKind
+from models.vocabulary import ACTIVE_STATES, RunClass, RunMoment, WorkflowKind
 from pipelines.daq.nodes import checks
 from pipelines.orchestration import canvases, results
-from pipelines.runcontrol import accounts, lock
+from pipelines.runcontrol import accounts, lock, runfields
 from pipelines.runcontrol.errors import Invalid, Refused, Unavailable
 from pipelines.runcontrol.planning import FILES_EXPECTED_SECONDS, expected_durations, plan
 from pipelines.runcontrol.records import steps as step_records
 from pipelines.runcontrol.records import workflows as workflow_records
 from pipelines.runcontrol.texts import operator_text
 
-# A run's title: a line of a run sheet.
+# A run's title: a line of a run sheet; the comment at its start: a few lines.
 TITLE_MAX = 200
+COMMENT_MAX = 1000
+NOTE_MAX = 4000
 
 
 def check_run_class(run_class: object) -> str:
@@ -69,26 +71,52 @@ def _holder_has_ended() -> bool:
     return state is not None and state not in ACTIVE_STATES
 
 
-def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None) -> int:
+def run_sheet(kind: str, comment: str = "", note: str = "", fields: dict | None = None) -> dict:
+    """What a start (comment, fields asked at start) or a stop (note, fields asked at stop)
+    adds to the run's record, checked; Invalid for anything else or a bad value."""
+    if kind == WorkflowKind.START_RUN:
+        if note:
+            raise Invalid("a note is written at or after the stop, not at the start")
+        sheet = {"comment": operator_text("comment", comment, COMMENT_MAX)}
+        moment = RunMoment.START
+    elif kind == WorkflowKind.STOP_RUN:
+        if comment:
+            raise Invalid("a comment is given at the start; at the stop, write a note")
+        sheet = {"note": operator_text("note", note, NOTE_MAX)}
+        moment = RunMoment.STOP
+    else:
+        if comment or note or fields:
+            raise Invalid(f"{kind} takes no comment, note or fields")
+        return {}
+    with session() as s:
+        values = runfields.check_values(runfields.definitions(s), fields, moment)
+    sheet["fields"] = {name: value for name, value in values.items() if value is not None}
+    return sheet
+
+
+def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None,
+           **sheet) -> int:
     """Take the lock, plan a workflow, write its rows with all Celery ids; its id.
 
-    Raises Invalid for a title or run class the run's record could not hold, and
-    Refused when a rule forbids it: either way nothing is written (and the lock is
-    released). A start also checks every data router's staging directory first, over
-    SSH, outside any session. ``actor`` (default: the command line's user) goes in
-    the audit.
+    Raises Invalid for a title, run class or run sheet (``comment``, ``note``,
+    ``fields``: see ``run_sheet``) the run's record could not hold, and Refused when
+    a rule forbids it: either way nothing is written (and the lock is released). A
+    start also checks every data router's staging directory first, over SSH, outside
+    any session. ``actor`` (default: the command line's user) goes in the audit.
     """
     title = operator_text("title", title, TITLE_MAX)
     run_class = check_run_class(run_class)
+    checked = run_sheet(kind, **sheet)
     token = take_lock()
     try:
-        return _create(kind, title, run_class, token, actor)
+        return _create(kind, title, run_class, checked, token, actor)
     except BaseException:
         lock.release(token)
         raise
 
 
-def _create(kind: str, title: str, run_class: str, token: str, actor: str | None) -> int:
+def _create(kind: str, title: str, run_class: str, sheet: dict, token: str,
+            actor: str | None) -> int:
     if kind == WorkflowKind.START_RUN:
         with session() as s:
             plan(s, kind, title=title, run_class=run_class)  # the cheap rules first
@@ -98,13 +126,15 @@ def _create(kind: str, title: str, run_class: str, token: str, actor: str | None
                           + "; ".join(dirty))
     with session() as s:
         planned = plan(s, kind, title=title, run_class=run_class)
+        planned.params.update(sheet)
         workflow = Workflow(kind=kind, params=planned.params, callback_task_id=str(uuid4()),
                             run_id=planned.run_id, lock_token=token)
         s.add(workflow)
         s.flush()
         accounts.record(s, actor, kind, workflow.id, **{
-            key: planned.params[key] for key in ("title", "run_class", "run_number")
-            if key in planned.params})
+            key: planned.params[key]
+            for key in ("title", "run_class", "run_number", "comment", "note", "fields")
+            if planned.params.get(key)})
         for order, stage_plan in enumerate(planned.stages):
             stage = Stage(workflow_id=workflow.id, order=order, name=stage_plan.name,
                           operation=stage_plan.operation, group_id=str(uuid4()),
@@ -147,9 +177,10 @@ def dispatch(workflow_id: int) -> None:
         raise Unavailable(f"the broker is unreachable ({exc}); nothing was started") from exc
 
 
-def launch(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None) -> int:
+def launch(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None,
+           **sheet) -> int:
     """Create and dispatch a workflow on behalf of ``actor``; returns its id."""
-    workflow_id = create(kind, title=title, run_class=run_class, actor=actor)
+    workflow_id = create(kind, title=title, run_class=run_class, actor=actor, **sheet)
     dispatch(workflow_id)
     forget_earlier_results(workflow_id)
     return workflow_id

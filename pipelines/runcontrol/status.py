@@ -80,6 +80,12 @@ def status() -> dict:
             "running_seconds": round((now - run.started_at).total_seconds(), 1),
             **_no_source_running(servers),
         },
+        # When beat last read an ECC state, and last checked a node: the page counts from them.
+        "ecc_states_read_at": iso(max((srv.last_seen_at for srv in servers
+                                       if srv.last_seen_at), default=None)),
+        "nodes_checked_at": iso(max([r.checked_at for r, _ in routers if r.checked_at]
+                                    + [srv.process_checked_at for srv in servers
+                                       if srv.process_checked_at], default=None)),
         "active_workflow": active.id if active else None,
         "legal": legal_now([srv.state for srv in servers], run is not None, active is not None),
         "last_workflow": last.id if last else None,

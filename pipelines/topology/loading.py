@@ -11,11 +11,18 @@ from sqlmodel import delete, select
 
 from models import session
 from models.daq import Config, DaqNode, DataRouter, DataSource, ECCServer, Experiment
+from models.runlog import RunField
 from models.settings import instance_dir
 from models.vocabulary import ACTIVE_STATES
 from models.workflow import Workflow
 from pipelines.daq.nodes.connection import is_this_machine
-from pipelines.topology.schema import EccServerSpec, NodeSpec, Topology, TopologyError
+from pipelines.topology.schema import (
+    EccServerSpec,
+    NodeSpec,
+    RunFieldSpec,
+    Topology,
+    TopologyError,
+)
 
 
 def node_dir(path: str, node: NodeSpec | None, where: str) -> str:
@@ -95,5 +102,20 @@ def load(topo: Topology) -> None:
                                  data_router_id=router_ids.get(name)))
         for experiment in s.exec(select(Experiment)).all():
             experiment.active = experiment.name == topo.experiment.name
-        if not s.exec(select(Experiment).where(Experiment.name == topo.experiment.name)).first():
-            s.add(Experiment(name=topo.experiment.name, active=True))
+        experiment = s.exec(select(Experiment).where(
+            Experiment.name == topo.experiment.name)).first()
+        if experiment is None:
+            experiment = Experiment(name=topo.experiment.name, active=True)
+            s.add(experiment)
+            s.flush()
+        write_run_fields(s, experiment.id, topo.run_fields)
+
+
+def write_run_fields(s, experiment_id: int, specs: list[RunFieldSpec]) -> None:
+    """Make an experiment's custom run fields those of ``specs``, in their order.
+
+    Runs keep the values they were given, even of a field defined no more.
+    """
+    s.exec(delete(RunField).where(RunField.experiment_id == experiment_id))
+    for position, spec in enumerate(specs):
+        s.add(RunField(experiment_id=experiment_id, position=position, **spec.model_dump()))

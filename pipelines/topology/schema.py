@@ -144,6 +144,33 @@ class DataRouterSpec(_Strict):
     _dirs = field_validator("staging_dir")(_directory)
 
 
+class RunFieldSpec(_Strict):
+    """A custom run field (attpc-daq's "observables"): asked for by the start or stop form."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9 _.()/-]{0,63}$")
+    type: Literal["number", "text", "choice"] = "text"
+    # A number's unit, shown beside it ("pps", "Torr").
+    unit: str = Field(default="", max_length=32, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
+    choices: list[str] = Field(default_factory=list, max_length=50)
+    asked_at: Literal["start", "stop"] = "start"
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _choices_for_choice_only(self) -> "RunFieldSpec":
+        if self.type == "choice" and not self.choices:
+            raise ValueError(f"{self.name}: a choice field needs its choices")
+        if self.type != "choice" and self.choices:
+            raise ValueError(f"{self.name}: only a choice field has choices")
+        if self.unit and self.type != "number":
+            raise ValueError(f"{self.name}: only a number field has a unit")
+        for choice in self.choices:
+            if not re.fullmatch(r"[^\x00-\x1f\x7f-\x9f]{1,100}", choice):
+                raise ValueError(f"{self.name}: choices are 1-100 printable characters")
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"{self.name}: a choice appears twice")
+        return self
+
+
 class Topology(_Strict):
     """A whole topology file, validated."""
 
@@ -154,6 +181,8 @@ class Topology(_Strict):
     nodes: list[NodeSpec] = Field(default_factory=list)
     ecc_servers: list[EccServerSpec] = Field(min_length=1)
     data_routers: list[DataRouterSpec] = Field(default_factory=list)
+    # Asked for at every run's start or stop, kept in the run log.
+    run_fields: list[RunFieldSpec] = Field(default_factory=list, max_length=100)
 
     def active_config(self) -> ConfigSpec:
         name = self.experiment.config or self.configs[0].name
@@ -182,6 +211,7 @@ def _check_references(topo: Topology) -> None:
     nodes = _unique(topo.nodes, "nodes")
     _unique(topo.ecc_servers, "ecc_servers")
     _unique(topo.data_routers, "data_routers")
+    _unique(topo.run_fields, "run_fields")
     if topo.experiment.config and topo.experiment.config not in {c.name for c in topo.configs}:
         raise TopologyError(f"experiment.config: no config named {topo.experiment.config!r}")
     sources: set[str] = set()

@@ -1,14 +1,16 @@
 """The standard test DAQ (8 CoBos and a MuTAnT, one ECC server each) and what tests ask of it."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections import Counter
 from pathlib import Path
 
-from sqlmodel import delete, func, select, update
+from sqlalchemy import text
+from sqlmodel import SQLModel, delete, func, select, update
 
 import models
-from models import AuditEntry, ECCServer, Run, RunFiles, Stage, Step, Workflow
+from models import AuditEntry, ECCServer, Run, RunField, RunFiles, RunNote, Stage, Step, Workflow
 from pipelines.daq.ecc.states import EccState
 from tests.support.processes import wait_for
 
@@ -35,9 +37,10 @@ def row_counts() -> tuple[int, ...]:
 
 
 def clear_workflow_records() -> None:
-    """Delete every workflow, its audit, runs and their files, children before parents."""
+    """Delete every workflow, its audit, runs with their notes and files, and the run
+    fields, children before parents."""
     with models.session() as s:
-        for table in (AuditEntry, RunFiles, Step, Stage, Workflow, Run):
+        for table in (AuditEntry, RunFiles, RunNote, RunField, Step, Stage, Workflow, Run):
             s.exec(delete(table))
 
 
@@ -69,3 +72,17 @@ def steps_of(workflow_id: int, target: str) -> list[Step]:
         return s.exec(select(Step).join(Stage, Step.stage_id == Stage.id)
                       .where(Stage.workflow_id == workflow_id, Step.target == target)
                       .order_by(Step.attempt)).all()
+
+
+def database_digest() -> str:
+    """Every row of every table, hashed: equal digests mean nothing changed.
+
+    A refused login is recorded in the audit on purpose; those entries are left out.
+    """
+    digest = hashlib.sha256()
+    with models.get_engine().connect() as connection:
+        for table in SQLModel.metadata.sorted_tables:
+            where = " WHERE action <> 'login refused'" if table.name == "auditentry" else ""
+            for row in connection.execute(text(f'SELECT * FROM "{table.name}"{where} ORDER BY 1')):
+                digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()

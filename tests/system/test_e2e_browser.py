@@ -29,6 +29,19 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 TIMEOUT_MS = 30_000
+# The custom run fields of the demo's experiment: one asked at the start, one at the stop.
+RUN_FIELDS = """
+[[run_fields]]
+name = "gas pressure"
+type = "number"
+unit = "Torr"
+
+[[run_fields]]
+name = "beam on target"
+type = "choice"
+choices = ["yes", "no"]
+asked_at = "stop"
+"""
 
 
 @pytest.fixture
@@ -40,7 +53,7 @@ def demo(tmp_path):
     topology = tmp_path / "topology.toml"
     topology.write_text(simulated_topology([sim_port] * 9, seconds_per_source=1.5,
                                            transition_timeout=30, experiment="e2e",
-                                           staging_root=tmp_path / "staging"))
+                                           staging_root=tmp_path / "staging") + RUN_FIELDS)
     # The demo's own Redis and secret key; on the PostgreSQL pass, the session's database
     # (the demo's default otherwise: SQLite in its instance folder).
     dropped = ("REDIS_URL", "DAQFLOW_SECRET_KEY") + (
@@ -139,6 +152,8 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
         expect(page.locator("#message")).to_be_empty()
 
     page.get_by_label("Title").fill("e2e <b>cosmics</b>")
+    page.get_by_label("Comment").fill("first light after the gas change")
+    page.get_by_label("gas pressure").fill("150")
     page.get_by_role("button", name="Start run").click()
     # Mid-start: a source's bar is on its way (and the bars of the last workflow are gone).
     page.wait_for_function("""() => {
@@ -152,9 +167,30 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     assert source_bars(page) == [100] * 9
     expect(page.locator("#workflow-state")).to_have_text("succeeded")
 
+    page.get_by_label("Note").fill("quiet run")
+    page.get_by_label("beam on target").select_option("yes")
     run_workflow(page, "Stop run", "READY")
     assert page.dialogs == ["Stop the run that is going?"]
     expect(page.locator("#current-run")).to_contain_text("no run is going")
+
+    # The run log: the run with its comment and fields, in the Runs page and the CSV export;
+    # a note edited after the stop shows with its history.
+    page.get_by_role("link", name="Runs").click()
+    row = page.locator('#runs tr[data-run="0"]')
+    expect(row).to_contain_text("first light after the gas change")
+    expect(row.locator('td[data-field="gas pressure"]')).to_have_text("150.0")
+    expect(row.locator('td[data-field="beam on target"]')).to_have_text("yes")
+    exported = page.request.get(demo["url"] + page.locator("#export-csv").get_attribute("href"))
+    assert exported.ok and "first light after the gas change" in exported.text()
+    assert "gas pressure" in exported.text().splitlines()[0] and ",150.0," in exported.text()
+    row.get_by_role("link", name="0").click()
+    page.get_by_label("Note").fill("quiet run; trigger rate 40 Hz")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#note-history tr")).to_have_count(3)  # a header and two versions
+    expect(page.locator("#note-history")).to_contain_text("quiet run; trigger rate 40 Hz")
+    expect(page.locator("#run-note")).to_have_text("quiet run; trigger rate 40 Hz")
+    page.screenshot(path=str(ARTIFACTS / "run-page.png"), full_page=True)
+    page.get_by_role("link", name="Run control").click()
 
     simulate_fault(demo["sim"], server="ecc-cobo3", kind="error", operation="Start",
                    message="CoBo[3]: simulated AGET 2 failure", times=1)
@@ -181,6 +217,8 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     clock = page.locator("#run-clock").text_content()
     page.wait_for_function("([was]) => document.querySelector('#run-clock').textContent !== was",
                            arg=[clock], timeout=5000)
+    checked = page.locator("#ecc-states-ago")
+    expect(checked).to_have_text(re.compile(r"^\d+ s ago$"))
     simulate_fault(demo["sim"], server="ecc-cobo3", kind="refuse")
     expect(page.locator('tr[data-ecc-server="ecc-cobo3"]')).to_contain_text(
         "offline", timeout=(1 + 2 * 3) * 1000 + 2000)
@@ -191,4 +229,66 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     stop_process(demo["process"], grace=20)
     expect(page.locator("#connection")).to_contain_text("connection lost at", timeout=3000 + 2000)
     expect(page.locator("#live")).to_have_class(re.compile(r"\bstale\b"))
+    # The page's clocks go on counting from what the server last said.
+    expect(checked).to_have_text(re.compile(r"^([3-9]|\d\d+) s ago$"), timeout=8000)
     page.screenshot(path=str(ARTIFACTS / "run-control-connection-lost.png"), full_page=True)
+
+
+@pytest.fixture
+def big_daq(redis_url, tmp_path):
+    """A 256-source DAQ in the session's database, its servers in mixed states (no
+    simulator: nothing refreshes them), served by `daqflow web`; stopped by PID."""
+    from sqlmodel import delete, select
+
+    import models
+    from models import Account, ECCServer, Experiment, LoginSession
+    from pipelines.cli.supervisor import free_port, wait_for_port
+    from pipelines.daq.ecc.states import EccState
+    from pipelines.topology import loading, schema
+    from tests.support.daq import clear_workflow_records
+    from tests.support.web import PASSWORD, SECRET_KEY, account
+
+    clear_workflow_records()
+    with models.session() as s:
+        for table in (LoginSession, Account, Experiment):
+            s.exec(delete(table))
+    loading.load(schema.parse(simulated_topology([18001] * 256, routers=False)))
+    with models.session() as s:
+        for i, server in enumerate(s.exec(select(ECCServer).order_by(ECCServer.id)).all()):
+            server.state = EccState.PREPARED if i % 40 == 7 else EccState.READY
+            if i in (17, 130, 201):
+                server.online, server.last_error = False, "connection refused"
+    account("shift", "viewer")
+    port = free_port()
+    env = dict(os.environ, DAQFLOW_SECRET_KEY=SECRET_KEY)
+    with open(tmp_path / "web.log", "wb") as log:
+        web = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "web", "--port", str(port)],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=60)
+        yield {"url": f"http://127.0.0.1:{port}", "name": "shift", "password": PASSWORD}
+    finally:
+        stop_process(web)
+
+
+def test_a_256_source_daq_is_readable_on_one_screen(big_daq, page):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(big_daq["url"] + "/login")
+    page.get_by_label("Name").fill(big_daq["name"])
+    page.get_by_label("Password").fill(big_daq["password"])
+    page.get_by_role("button", name="Log in").click()
+    cells = page.locator("#source-grid .cell")
+    expect(cells).to_have_count(256)
+    # The offline sources lead the grid; the counts say how many of each.
+    assert cells.evaluate_all("cs => cs.slice(0, 3).map(c => c.className)") == [
+        "cell cell-offline cell-failed"] * 3
+    expect(page.locator("#source-counts")).to_contain_text("READY 246")
+    expect(page.locator("#source-counts")).to_contain_text("PREPARED 7")
+    expect(page.locator("#source-counts")).to_contain_text("offline 3")
+    expect(page.locator("#source-tables")).not_to_have_attribute("open", "")
+    grid = page.locator("#source-grid").bounding_box()
+    assert grid["y"] + grid["height"] < 900, "the grid does not fit on one screen"
+    page.screenshot(path=str(ARTIFACTS / "run-control-256-sources.png"))

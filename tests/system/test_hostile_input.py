@@ -6,39 +6,23 @@ nobody) to every endpoint that takes input. Accepted workflows are written as
 usual but not sent to Celery: this test is about the web layer's checks, and a
 worker running them would change the database under the comparison.
 """
-import hashlib
 import json
 import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
-from sqlmodel import SQLModel, update
+from sqlmodel import update
 
 import models
 from models import Workflow
 from models.vocabulary import ACTIVE_STATES
 from pipelines.daq.ecc.states import EccState
 from pipelines.runcontrol import accounts, lock
-from tests.support.daq import set_all
+from tests.support.daq import database_digest, set_all
 from tests.support.web import account, log_in, web_app
 
 EXAMPLES = 1000
-
-
-def database_digest() -> str:
-    """Every row of every table, hashed: equal digests mean nothing changed.
-
-    A refused login is recorded in the audit on purpose; those entries are left out.
-    """
-    digest = hashlib.sha256()
-    with models.get_engine().connect() as connection:
-        for table in SQLModel.metadata.sorted_tables:
-            where = " WHERE action <> 'login refused'" if table.name == "auditentry" else ""
-            for row in connection.execute(text(f'SELECT * FROM "{table.name}"{where} ORDER BY 1')):
-                digest.update(repr(tuple(row)).encode())
-    return digest.hexdigest()
 
 
 json_values = st.recursive(

@@ -1,12 +1,24 @@
 // daqflow's own script (the Content-Security-Policy allows no inline script and no eval).
 // - The message box empties itself when an action on the live section succeeded, or when
 //   the server says so (the HX-Trigger "daqflow-clear-message" of an accepted action).
-// - Clocks tick between polls, from the timestamps the server rendered (data-since).
+// - Clocks tick between polls, from the timestamps the server rendered (data-since: a
+//   running time; data-at: "checked 12 s ago").
 // - When the server cannot be reached, the page says so within one poll period and greys
 //   the live section instead of showing the last state as current.
 (function () {
   "use strict";
   var lostAt = null;
+  // How far this browser's clock is ahead of the server's, measured at each render, so that
+  // a control-room PC with a wrong clock still counts times right.
+  var skew = 0;
+
+  function measureSkew() {
+    var live = document.getElementById("live");
+    var rendered = live && Date.parse(live.getAttribute("data-rendered-at"));
+    if (rendered && !isNaN(rendered) && !live.classList.contains("stale")) {
+      skew = Date.now() - rendered;
+    }
+  }
 
   function clearMessage() {
     var box = document.getElementById("message");
@@ -25,10 +37,19 @@
     return pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
   }
 
+  function ago(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    return (seconds < 60 ? seconds + " s" : hms(seconds)) + " ago";
+  }
+
   function tick() {
     document.querySelectorAll(".ticking[data-since]").forEach(function (element) {
       var since = Date.parse(element.getAttribute("data-since"));
-      if (!isNaN(since)) { element.textContent = hms((Date.now() - since) / 1000); }
+      if (!isNaN(since)) { element.textContent = hms((Date.now() - skew - since) / 1000); }
+    });
+    document.querySelectorAll(".ago[data-at]").forEach(function (element) {
+      var at = Date.parse(element.getAttribute("data-at"));
+      if (!isNaN(at)) { element.textContent = ago((Date.now() - skew - at) / 1000); }
     });
   }
 
@@ -65,6 +86,8 @@
 
   document.addEventListener("daqflow-clear-message", clearMessage);
   document.addEventListener("htmx:afterSettle", followLegal);
+  document.addEventListener("htmx:afterSettle", measureSkew);
+  document.addEventListener("DOMContentLoaded", measureSkew);
   document.addEventListener("htmx:afterRequest", function (event) {
     var target = event.detail && event.detail.target;
     if (!target || target.id !== "live") { return; }

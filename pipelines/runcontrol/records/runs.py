@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import ECCServer, Experiment, Run, Stage, Workflow
+from models import AuditEntry, ECCServer, Experiment, Run, Stage, Workflow
 from models.columns import utcnow
+from models.runlog import RunNote
 from models.vocabulary import RunClass
 from pipelines.daq.ecc.states import Operation
 from pipelines.runcontrol.errors import StepFailed
@@ -30,7 +31,8 @@ def record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
     run = Run(experiment_id=experiment.id, number=number, title=params.get("title", ""),
               run_class=params.get("run_class", RunClass.TEST),
               config_name=(params.get("config") or {}).get("name", ""),
-              started_at=confirmed_at(s, stages))
+              started_at=confirmed_at(s, stages), started_by=asked_by(s, workflow),
+              comment=params.get("comment", ""), fields=dict(params.get("fields") or {}))
     s.add(run)
     experiment.last_run_number = number
     s.flush()
@@ -45,7 +47,25 @@ def record_run_stopped(s, workflow: Workflow, stages: list[Stage]) -> int:
     if run.stopped_at is None:
         run.stopped_at = _stopped_at(s, run, [st for st in stages
                                               if st.operation == Operation.STOP])
+        run.stopped_by = asked_by(s, workflow)
+        # The stop form's fields join the start's (a new dict: the column sees the change).
+        run.fields = {**run.fields, **(workflow.params.get("fields") or {})}
+        if workflow.params.get("note"):
+            add_note_version(s, run, workflow.params["note"], run.stopped_by)
     return run.number
+
+
+def add_note_version(s, run: Run, text: str, author: str) -> None:
+    """Make ``text`` the run's note, keeping it as one more version (in the caller's session)."""
+    run.note = text
+    s.add(RunNote(run_id=run.id, text=text, author=author[:80], written_at=utcnow()))
+
+
+def asked_by(s, workflow: Workflow) -> str:
+    """Who asked for a workflow, as its first audit entry says."""
+    actor = s.exec(select(AuditEntry.actor).where(AuditEntry.workflow_id == workflow.id)
+                   .order_by(AuditEntry.id)).first()
+    return actor or ""
 
 
 def _stopped_at(s, run: Run, stages: list[Stage]):

@@ -1,0 +1,177 @@
+"""The OpenAPI 3 description of daqflow's JSON API, served at ``/api/openapi.json``.
+
+Written by hand beside the routes it describes: ``tests/integration/test_openapi.py``
+checks that it names exactly the registered routes, and the fuzz test sends what
+it allows (and what it does not) to the app.
+"""
+from __future__ import annotations
+
+from models.vocabulary import TRANSITION_KINDS, RunClass, RunOutcome
+from pipelines.runcontrol.launching import COMMENT_MAX, NOTE_MAX, TITLE_MAX
+from pipelines.runcontrol.runlog import PER_PAGE_MAX, SEARCH_MAX
+
+ID_MAX = 2147483647
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+# Every JSON answer may be one of these: daqflow says why in {"error": ...}.
+ERRORS = {
+    "400": _error("bad input: the message names the field; nothing was changed"),
+    "401": _error("not logged in: send 'Authorization: Bearer <token>'"),
+    "403": _error("a viewer's token: only operators change the DAQ"),
+    "404": _error("no such run, workflow or transition"),
+    "405": _error("that method is not allowed here"),
+    "413": _error("a body over 64 KiB"),
+}
+REFUSED = {"409": _error("run control's rules forbid it now (the message says which)"),
+           "503": _error("Redis or the database is unreachable; nothing was started")}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: dict) -> dict:
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+
+def _int_path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": ID_MAX}}
+
+
+RUN_FILTERS = [
+    {"name": "run_class", "in": "query", "schema": {"type": "string", "enum": list(RunClass)}},
+    {"name": "since", "in": "query", "description": "first start date (UTC), inclusive",
+     "schema": {"type": "string", "format": "date"}},
+    {"name": "until", "in": "query", "description": "last start date (UTC), inclusive",
+     "schema": {"type": "string", "format": "date"}},
+    {"name": "q", "in": "query", "description": "text in the title, comment or note",
+     "schema": {"type": "string", "maxLength": SEARCH_MAX}},
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                               "maximum": 10**6}},
+    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                   "maximum": PER_PAGE_MAX}},
+]
+FIELD_VALUES = {"type": "object", "description": "custom run fields by name (see the run "
+                "fields of the experiment); null or empty text removes a value",
+                "additionalProperties": {"type": ["number", "string", "null"]}}
+TEXT = {"type": "string"}
+NULLABLE_TEXT = {"type": ["string", "null"]}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": TEXT}},
+    "Accepted": {"type": "object", "required": ["workflow_id"],
+                 "properties": {"workflow_id": {"type": "integer"}}},
+    "StartRun": {"type": "object", "additionalProperties": False, "properties": {
+        "title": {"type": "string", "maxLength": TITLE_MAX},
+        "run_class": {"type": "string", "enum": list(RunClass)},
+        "comment": {"type": "string", "maxLength": COMMENT_MAX},
+        "fields": FIELD_VALUES}},
+    "StopRun": {"type": "object", "additionalProperties": False, "properties": {
+        "note": {"type": "string", "maxLength": NOTE_MAX}, "fields": FIELD_VALUES}},
+    "RunEdit": {"type": "object", "additionalProperties": False, "properties": {
+        "note": {"type": "string", "maxLength": NOTE_MAX}, "fields": FIELD_VALUES}},
+    "RunField": {"type": "object", "properties": {
+        "name": TEXT, "type": {"type": "string", "enum": ["number", "text", "choice"]},
+        "unit": TEXT, "choices": {"type": "array", "items": TEXT},
+        "asked_at": {"type": "string", "enum": ["start", "stop"]},
+        "required": {"type": "boolean"}}},
+    "Run": {"type": "object", "required": ["number", "title", "run_class", "outcome", "fields"],
+            "properties": {
+                "number": {"type": "integer"}, "title": TEXT, "run_class": TEXT,
+                "config": TEXT, "started_at": NULLABLE_TEXT, "stopped_at": NULLABLE_TEXT,
+                "duration_seconds": {"type": ["number", "null"]}, "started_by": TEXT,
+                "stopped_by": TEXT, "comment": TEXT, "note": TEXT,
+                "files": {"type": "integer"}, "bytes": {"type": "integer"},
+                "outcome": {"type": "string", "enum": list(RunOutcome)},
+                "fields": {"type": "object"}}},
+    "RunList": {"type": "object", "required": ["runs", "total", "page", "per_page", "fields"],
+                "properties": {"runs": {"type": "array", "items": _ref("Run")},
+                               "total": {"type": "integer"}, "page": {"type": "integer"},
+                               "per_page": {"type": "integer"},
+                               "fields": {"type": "array", "items": _ref("RunField")}}},
+    "RunDetail": {"allOf": [_ref("Run"), {"type": "object", "required": [
+        "notes", "workflows", "data", "config_backups", "audit"], "properties": {
+        "notes": {"type": "array", "items": {"type": "object"}},
+        "workflows": {"type": "array", "items": {"type": "object"}},
+        "data": {"type": "array", "items": {"type": "object"}},
+        "config_backups": {"type": "array", "items": {"type": "object"}},
+        "audit": {"type": "array", "items": {"type": "object"}}}}]},
+    "Workflow": {"type": "object", "required": ["id", "kind", "state", "stages", "actions"],
+                 "properties": {"id": {"type": "integer"}, "kind": TEXT, "state": TEXT,
+                                "stages": {"type": "array"}, "actions": {"type": "array"}}},
+    "Status": {"type": "object", "required": ["state", "sources", "servers", "legal"],
+               "properties": {"state": TEXT, "experiment": NULLABLE_TEXT,
+                              "sources": {"type": "array"}, "servers": {"type": "array"},
+                              "legal": {"type": "array", "items": TEXT}}},
+}
+
+
+def _operation(summary: str, responses: dict, **extra) -> dict:
+    return {"summary": summary, "responses": {**responses, **ERRORS}, **extra}
+
+
+def _accepted(summary: str, body: dict | None = None, **extra) -> dict:
+    responses = {"202": _json(_ref("Accepted"), "sent to the workers"), **REFUSED}
+    if body is not None:
+        extra["requestBody"] = _body(body)
+    return _operation(summary, responses, **extra)
+
+
+PATHS = {
+    "/api/runs/start": {"post": _accepted(
+        "Start a run: every source must be READY", _ref("StartRun"))},
+    "/api/runs/stop": {"post": _accepted("Stop the run that is going", _ref("StopRun"))},
+    "/api/runs": {"get": _operation("The run log, newest first", {"200": _json(
+        _ref("RunList"))}, parameters=RUN_FILTERS)},
+    "/api/runs.csv": {"get": _operation("The run log as CSV (every matching run)", {
+        "200": {"description": "CSV", "content": {"text/csv": {"schema": TEXT}}}},
+        parameters=RUN_FILTERS)},
+    "/api/runs/{number}": {
+        "get": _operation("One run, with its note history, files and audit",
+                          {"200": _json(_ref("RunDetail"))}, parameters=[_int_path("number")]),
+        "patch": _operation("Change a run's note and fields (audited, every note kept)",
+                            {"200": _json(_ref("RunDetail"))}, parameters=[_int_path("number")],
+                            requestBody=_body(_ref("RunEdit")))},
+    "/api/transitions/{name}": {"post": _accepted(
+        "Take every source through a collective transition", {
+            "type": "object", "additionalProperties": False, "maxProperties": 0},
+        parameters=[{"name": "name", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": list(TRANSITION_KINDS)}}])},
+    "/api/workflows/{workflow_id}/replay": {"post": _operation(
+        "Replay a failed workflow's failed steps",
+        {"202": _json({"type": "object", "required": ["workflow_id", "replayed_steps"]}),
+         **REFUSED}, parameters=[_int_path("workflow_id")],
+        requestBody=_body({"type": "object", "additionalProperties": False,
+                           "maxProperties": 0}))},
+    "/api/workflows/{workflow_id}": {"get": _operation(
+        "A workflow's stages, steps and who did what", {"200": _json(_ref("Workflow"))},
+        parameters=[_int_path("workflow_id")])},
+    "/api/status": {"get": _operation("The DAQ's state, run, sources, servers, routers",
+                                      {"200": _json(_ref("Status"))})},
+    "/api/openapi.json": {"get": _operation("This description", {"200": _json(
+        {"type": "object"})})},
+}
+
+
+def description() -> dict:
+    """The whole OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "daqflow", "version": "1",
+                 "description": "Run control of a GET-electronics DAQ. Operators' tokens "
+                                "change the DAQ; viewers' tokens read it."},
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "token": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"token": []}],
+    }
