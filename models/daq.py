@@ -16,8 +16,12 @@ class Experiment(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=200)
     active: bool = Field(default=False)
-    # Number of the last run recorded; the next run gets last_run_number + 1.
+    # Number of the last run recorded; the next run gets last_run_number + 1. It never
+    # goes back: a run number is never used twice.
     last_run_number: int = Field(default=-1)
+    # Re-arm the MuTAnT (Breakup, Configure) before each start, so event numbers and
+    # timestamps restart with every run.
+    rearm_mutant_on_start: bool = Field(default=True)
 
 
 # One run of an experiment, recorded only once its sources confirmed the start.
@@ -83,6 +87,8 @@ class ECCServer(SQLModel, table=True):
     expected_seconds: float = Field(default=5.0)
     # Last state seen by a refresh (None: never seen), and when/why it failed.
     state: Optional[int] = Field(default=None)
+    # The state a transition under way leads to, as GetState last said (0: settled).
+    transition: Optional[int] = Field(default=None)
     online: Optional[bool] = Field(default=None)
     last_seen_at: Optional[datetime] = timestamp()
     last_error: Optional[str] = Field(default=None, max_length=2000)
@@ -112,6 +118,9 @@ class DataRouter(SQLModel, table=True):
     graw_files: Optional[int] = Field(default=None)
     checked_at: Optional[datetime] = timestamp()
     last_error: Optional[str] = Field(default=None, max_length=2000)
+    # The next run's folder, found already on the node by the last check (None: absent):
+    # its files would mix with another run's.
+    next_run_folder: Optional[str] = Field(default=None, max_length=2000)
 
     @property
     def clean(self) -> Optional[bool]:

@@ -16,11 +16,18 @@ class WorkflowKind(StrEnum):
     RESET = "reset"
     START_RUN = "start_run"
     STOP_RUN = "stop_run"
+    # One ECC server moved one step (after a power cycle, a re-configure).
+    SERVER_STEP = "server_step"
 
 
 # The transitions an operator asks for by name (buttons, `daqflow transition`, the API).
 TRANSITION_KINDS: tuple[WorkflowKind, ...] = (
     WorkflowKind.DESCRIBE, WorkflowKind.PREPARE, WorkflowKind.CONFIGURE, WorkflowKind.RESET)
+
+
+# What one ECC server may be asked to do alone (`reset`: one step back from its state).
+SERVER_OPERATIONS: tuple[str, ...] = ("describe", "prepare", "configure", "start", "stop",
+                                      "breakup", "undo", "reset")
 
 
 class RunClass(StrEnum):
@@ -41,12 +48,13 @@ class Role(StrEnum):
 
 
 class WorkflowState(StrEnum):
-    """Where a workflow, or one of its stages, is."""
+    """Where a workflow, or one of its stages, is; ``aborted`` when an operator cut it loose."""
 
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    ABORTED = "aborted"
 
 
 class StepState(StrEnum):
@@ -57,6 +65,7 @@ class StepState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     LOST = "lost"
+    ABORTED = "aborted"
 
 
 # A workflow or stage in one of these has not ended: it holds the run-control lock.
@@ -64,9 +73,12 @@ ACTIVE_STATES: tuple[str, ...] = (WorkflowState.PENDING, WorkflowState.RUNNING)
 # A step in one of these has not ended yet (it may still be in the broker, or running).
 UNFINISHED_STEP_STATES: tuple[str, ...] = (StepState.PENDING, StepState.RUNNING)
 # A step in one of these will not change any more (a replay makes a new attempt).
-ENDED_STEP_STATES: tuple[str, ...] = (StepState.SUCCEEDED, StepState.FAILED, StepState.LOST)
+ENDED_STEP_STATES: tuple[str, ...] = (StepState.SUCCEEDED, StepState.FAILED, StepState.LOST,
+                                       StepState.ABORTED)
 # A step in one of these did not do its work.
-UNSUCCESSFUL_STEP_STATES: tuple[str, ...] = (StepState.FAILED, StepState.LOST)
+UNSUCCESSFUL_STEP_STATES: tuple[str, ...] = (StepState.FAILED, StepState.LOST, StepState.ABORTED)
+# A workflow in one of these may be replayed: what did not succeed runs again.
+REPLAYABLE_STATES: tuple[str, ...] = (WorkflowState.FAILED, WorkflowState.ABORTED)
 
 
 class FilesOperation(StrEnum):

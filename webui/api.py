@@ -5,8 +5,8 @@ import json
 
 from flask import Blueprint, Response, jsonify, request
 
-from models.vocabulary import TRANSITION_KINDS, WorkflowKind
-from pipelines.runcontrol import accounts, launching, progress, replay, runlog
+from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, WorkflowKind
+from pipelines.runcontrol import abort, accounts, launching, progress, replay, runlog
 from pipelines.runcontrol import status as daq_status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth, openapi
@@ -94,12 +94,39 @@ def transition(name: str):
     return _accepted(launching.launch(WorkflowKind(name), actor=auth.actor()))
 
 
+@bp.post("/ecc-servers/<name>/transitions/<operation>")
+def server_step(name: str, operation: str):
+    """Move one ECC server one step: ``{"force"}`` (during a run) -> 202 ``{"workflow_id"}``."""
+    if operation not in SERVER_OPERATIONS:
+        raise NotFound(f"no operation {operation!r}; use one of {', '.join(SERVER_OPERATIONS)}")
+    body = _json_body()
+    if set(body) - {"force"}:
+        raise Invalid(f"unknown field(s): {', '.join(sorted(map(str, set(body) - {'force'})))}")
+    return _accepted(launching.launch(WorkflowKind.SERVER_STEP, actor=auth.actor(), server=name,
+                                      operation=operation, force=body.get("force", False)))
+
+
 @bp.post("/workflows/<int(max=2147483647):workflow_id>/replay")
 def replay_workflow(workflow_id: int):
-    """Replay a failed workflow's failed steps -> 202 ``{"workflow_id", "replayed_steps"}``."""
+    """Replay a failed or aborted workflow's unsuccessful steps -> 202 ``{"workflow_id",
+    "replayed_steps", "steps", "stages", "then", "left_alone"}``; ``?dry_run=1``: 200, the
+    same answer, and nothing done."""
     if _json_body():
         raise Invalid("replay takes no fields")
+    dry_run = request.args.get("dry_run", "0")
+    if set(request.args) - {"dry_run"} or dry_run not in ("0", "1"):
+        raise Invalid("replay takes only ?dry_run=1 (or 0)")
+    if dry_run == "1":
+        return jsonify(replay.preview(workflow_id))
     return jsonify(replay.replay(workflow_id, actor=auth.actor())), 202
+
+
+@bp.post("/workflows/<int(max=2147483647):workflow_id>/abort")
+def abort_workflow(workflow_id: int):
+    """Abort an active workflow -> 200 ``{"workflow_id", "running", "not_started"}``."""
+    if _json_body():
+        raise Invalid("abort takes no fields")
+    return jsonify(abort.abort(workflow_id, actor=auth.actor()))
 
 
 @bp.get("/workflows/<int(max=2147483647):workflow_id>")

@@ -5,6 +5,8 @@ from flask import Blueprint, abort, current_app, make_response, render_template
 from sqlmodel import select
 
 from models import Run, Workflow, session
+from models.vocabulary import REPLAYABLE_STATES
+from pipelines.runcontrol import abort as aborting
 from pipelines.runcontrol import accounts, progress, replay
 from pipelines.runcontrol.errors import NotFound, Refused, Unavailable
 from webui import auth
@@ -30,9 +32,21 @@ def _workflow_or_404(workflow_id: int) -> dict:
 
 
 def _render(template: str, workflow_id: int) -> str:
-    return render_template(template, workflow=_workflow_or_404(workflow_id),
+    workflow = _workflow_or_404(workflow_id)
+    return render_template(template, workflow=workflow,
                            actions=accounts.actions_of(workflow_id),
+                           replay_plan=_replay_plan(workflow),
                            poll_seconds=current_app.config["POLL_SECONDS"])
+
+
+def _replay_plan(workflow: dict) -> dict | None:
+    """What the Replay button would do, for its confirmation (None: no replay now)."""
+    if workflow["state"] not in REPLAYABLE_STATES:
+        return None
+    try:
+        return replay.preview(workflow["id"])
+    except (Refused, NotFound):
+        return None
 
 
 @bp.get("/<int(max=2147483647):workflow_id>")
@@ -44,6 +58,16 @@ def show(workflow_id: int):
 @bp.get("/<int(max=2147483647):workflow_id>/live")
 def live(workflow_id: int):
     """The workflow's stages and steps alone; polls itself while the workflow is active."""
+    return _render("history/_workflow.html", workflow_id)
+
+
+@bp.post("/<int(max=2147483647):workflow_id>/abort")
+def abort_workflow(workflow_id: int):
+    """The "Abort" button: cut an active workflow loose; answers the workflow section."""
+    try:
+        aborting.abort(workflow_id, actor=auth.actor())
+    except (Refused, NotFound) as exc:
+        return refusal(exc)
     return _render("history/_workflow.html", workflow_id)
 
 

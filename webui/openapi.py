@@ -6,7 +6,7 @@ it allows (and what it does not) to the app.
 """
 from __future__ import annotations
 
-from models.vocabulary import TRANSITION_KINDS, RunClass, RunOutcome
+from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, RunClass, RunOutcome
 from pipelines.runcontrol.launching import COMMENT_MAX, NOTE_MAX, TITLE_MAX
 from pipelines.runcontrol.runlog import PER_PAGE_MAX, SEARCH_MAX
 
@@ -65,6 +65,7 @@ FIELD_VALUES = {"type": "object", "description": "custom run fields by name (see
                 "fields of the experiment); null or empty text removes a value",
                 "additionalProperties": {"type": ["number", "string", "null"]}}
 TEXT = {"type": "string"}
+NO_FIELDS = {"type": "object", "additionalProperties": False, "maxProperties": 0}
 NULLABLE_TEXT = {"type": ["string", "null"]}
 
 SCHEMAS = {
@@ -106,6 +107,14 @@ SCHEMAS = {
         "data": {"type": "array", "items": {"type": "object"}},
         "config_backups": {"type": "array", "items": {"type": "object"}},
         "audit": {"type": "array", "items": {"type": "object"}}}}]},
+    "Replay": {"type": "object", "required": ["workflow_id", "replayed_steps", "steps",
+                                              "stages", "then", "left_alone"],
+               "properties": {"workflow_id": {"type": "integer"},
+                              "replayed_steps": {"type": "array", "items": TEXT},
+                              "steps": {"type": "array", "items": {"type": "object"}},
+                              "stages": {"type": "array", "items": TEXT},
+                              "then": {"type": "array", "items": TEXT},
+                              "left_alone": {"type": "integer"}}},
     "Workflow": {"type": "object", "required": ["id", "kind", "state", "stages", "actions"],
                  "properties": {"id": {"type": "integer"}, "kind": TEXT, "state": TEXT,
                                 "stages": {"type": "array"}, "actions": {"type": "array"}}},
@@ -143,16 +152,28 @@ PATHS = {
                             {"200": _json(_ref("RunDetail"))}, parameters=[_int_path("number")],
                             requestBody=_body(_ref("RunEdit")))},
     "/api/transitions/{name}": {"post": _accepted(
-        "Take every source through a collective transition", {
-            "type": "object", "additionalProperties": False, "maxProperties": 0},
+        "Take every source through a collective transition", NO_FIELDS,
         parameters=[{"name": "name", "in": "path", "required": True,
                      "schema": {"type": "string", "enum": list(TRANSITION_KINDS)}}])},
+    "/api/ecc-servers/{name}/transitions/{operation}": {"post": _accepted(
+        "Move one ECC server one step (reset: one step back from its state)", {
+            "type": "object", "additionalProperties": False, "properties": {
+                "force": {"type": "boolean", "description": "needed while a run is going"}}},
+        parameters=[{"name": "name", "in": "path", "required": True,
+                     "schema": {"type": "string", "maxLength": 200}},
+                    {"name": "operation", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": list(SERVER_OPERATIONS)}}])},
     "/api/workflows/{workflow_id}/replay": {"post": _operation(
-        "Replay a failed workflow's failed steps",
-        {"202": _json({"type": "object", "required": ["workflow_id", "replayed_steps"]}),
-         **REFUSED}, parameters=[_int_path("workflow_id")],
-        requestBody=_body({"type": "object", "additionalProperties": False,
-                           "maxProperties": 0}))},
+        "Replay a failed or aborted workflow's unsuccessful steps (dry_run=1: only say what)",
+        {"202": _json(_ref("Replay"), "sent to the workers"),
+         "200": _json(_ref("Replay"), "dry run: what a replay would do; nothing done"),
+         **REFUSED}, parameters=[_int_path("workflow_id"), {
+             "name": "dry_run", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}}],
+        requestBody=_body(NO_FIELDS))},
+    "/api/workflows/{workflow_id}/abort": {"post": _operation(
+        "Abort an active workflow: running steps stop at their next poll, nothing more runs",
+        {"200": _json({"type": "object", "required": ["workflow_id", "running", "not_started"]}),
+         **REFUSED}, parameters=[_int_path("workflow_id")], requestBody=_body(NO_FIELDS))},
     "/api/workflows/{workflow_id}": {"get": _operation(
         "A workflow's stages, steps and who did what", {"200": _json(_ref("Workflow"))},
         parameters=[_int_path("workflow_id")])},

@@ -15,11 +15,16 @@ from models.vocabulary import (
 _FAILED, _SLOW, _REST = 0, 1, 2
 
 
+def _past_expected(step: dict) -> bool:
+    """A running step that has taken longer than its server usually does."""
+    return step["state"] == StepState.RUNNING and bool(step["expected"]) and \
+        (step["elapsed"] or 0) > step["expected"]
+
+
 def _trouble(source: dict, step: dict | None) -> int:
     if source["online"] is False or (step and step["state"] in UNSUCCESSFUL_STEP_STATES):
         return _FAILED
-    if step and step["state"] == StepState.RUNNING and step["expected"] and \
-            (step["elapsed"] or 0) > step["expected"]:
+    if step and _past_expected(step):
         return _SLOW
     return _REST
 
@@ -37,9 +42,14 @@ def overview(status: dict, step_of: dict, workflow: dict | None) -> dict:
                       "trouble": ("failed", "slow", None)[trouble],
                       "error": (step or {}).get("error") or source["error"], "order": trouble})
     cells.sort(key=lambda cell: cell["order"])
+    # Whom an abort would cut loose: running steps past their expected time, longest first.
+    waiting = sorted(({"server": server, "operation": step["operation"],
+                       "elapsed": step["elapsed"], "expected": step["expected"]}
+                      for server, step in step_of.items() if _past_expected(step)),
+                     key=lambda w: -w["elapsed"])
     return {"counts": sorted(Counter(cell["state"] for cell in cells).items()),
             "troubled": sum(1 for cell in cells if cell["trouble"]),
-            "cells": cells, "eta_seconds": _eta(workflow)}
+            "cells": cells, "eta_seconds": _eta(workflow), "waiting": waiting}
 
 
 def _eta(workflow: dict | None) -> float | None:

@@ -9,9 +9,9 @@ from htmx_flask import make_response
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.columns import utcnow
-from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind
+from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
-from pipelines.runcontrol import accounts, launching, progress, runfields, status
+from pipelines.runcontrol import abort, accounts, launching, progress, runfields, status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
@@ -119,6 +119,31 @@ def transition(name: str):
     if name not in TRANSITION_KINDS:
         return refusal(NotFound(f"no transition {name!r}"))
     return _launch(WorkflowKind(name))
+
+
+@bp.post("/actions/server/<name>/<operation>")
+def server_step(name: str, operation: str):
+    """Move one ECC server one step (form field ``force`` during a run)."""
+    if operation not in SERVER_OPERATIONS:
+        return refusal(NotFound(f"no operation {operation!r}"))
+    try:
+        return _launch(WorkflowKind.SERVER_STEP, server=name, operation=operation,
+                       force=request.form.get("force") == "1")
+    except (Invalid, NotFound) as exc:
+        return refusal(exc)
+
+
+@bp.post("/actions/abort")
+def abort_active():
+    """Abort the workflow that is active now."""
+    active = status.status()["active_workflow"]
+    if active is None:
+        return refusal(Refused("no workflow is active: nothing to abort"))
+    try:
+        abort.abort(active, actor=auth.actor())
+    except (Refused, NotFound) as exc:
+        return refusal(exc)
+    return _live(fresh=True, trigger="daqflow-clear-message")
 
 
 @bp.post("/actions/check-routers")

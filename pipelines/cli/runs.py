@@ -7,7 +7,13 @@ import time
 
 import click
 
-from models.vocabulary import TRANSITION_KINDS, RunClass, WorkflowKind, WorkflowState
+from models.vocabulary import (
+    SERVER_OPERATIONS,
+    TRANSITION_KINDS,
+    RunClass,
+    WorkflowKind,
+    WorkflowState,
+)
 from pipelines.cli.common import EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE, database, fail
 from pipelines.cli.runlog import field_option, field_values
 
@@ -21,12 +27,12 @@ def refused_or_unavailable(exc: Exception):
 
 def _launch(kind: WorkflowKind, wait: bool, **kwargs):
     from pipelines.runcontrol import launching
-    from pipelines.runcontrol.errors import Invalid, Refused, Unavailable
+    from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 
     database()
     try:
         workflow_id = launching.launch(kind, **kwargs)
-    except Invalid as exc:
+    except (Invalid, NotFound) as exc:
         fail(str(exc))
     except (Refused, Unavailable) as exc:
         refused_or_unavailable(exc)
@@ -92,11 +98,21 @@ def run_stop(note, fields, wait):
 
 
 @click.command()
-@click.argument("name", type=click.Choice([kind.value for kind in TRANSITION_KINDS]))
+@click.argument("name", type=click.Choice(sorted({kind.value for kind in TRANSITION_KINDS}
+                                                 | set(SERVER_OPERATIONS))))
+@click.option("--server", help="Move only this ECC server, one step.")
+@click.option("--force", is_flag=True, help="With --server: move it although a run is going.")
 @click.option("--wait", is_flag=True, help="Show progress; exit 0 only on success.")
-def transition(name, wait):
-    """Take every source through a transition (reset: one step back)."""
-    _launch(WorkflowKind(name), wait)
+def transition(name, server, force, wait):
+    """Take every source through a transition (reset: one step back), or with --server one
+    ECC server one step (describe ... breakup, undo, reset)."""
+    if server is None:
+        if name not in TRANSITION_KINDS or force:
+            fail(f"{name}{' --force' if force else ''} needs --server (every server together: "
+                 f"{', '.join(TRANSITION_KINDS)})")
+        _launch(WorkflowKind(name), wait)
+    else:
+        _launch(WorkflowKind.SERVER_STEP, wait, server=server, operation=name, force=force)
 
 
 @click.command()

@@ -24,3 +24,7 @@ class StepFailed(Exception):
 
 class Superseded(StepFailed):
     """A callback of an earlier attempt of a stage or workflow, replaced by a replay."""
+
+
+class Aborted(StepFailed):
+    """A running step whose workflow an operator aborted: it stops at its next poll."""

@@ -13,7 +13,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlmodel import select
 
 from models import ECCServer, Stage, Step, StepState, Workflow, WorkflowState, session
-from models.vocabulary import ACTIVE_STATES, RunClass, RunMoment, WorkflowKind
+from models.vocabulary import (
+    ACTIVE_STATES,
+    SERVER_OPERATIONS,
+    RunClass,
+    RunMoment,
+    WorkflowKind,
+)
 from pipelines.daq.nodes import checks
 from pipelines.orchestration import canvases, results
 from pipelines.runcontrol import accounts, lock, runfields
@@ -94,7 +100,24 @@ def run_sheet(kind: str, comment: str = "", note: str = "", fields: dict | None 
     return sheet
 
 
+def check_server_step(kind: str, server: object, operation: object, force: object) -> dict:
+    """A server step's ``server``, ``operation`` and ``force``, checked (Invalid if bad);
+    {} for any other workflow, which takes none of them."""
+    if kind != WorkflowKind.SERVER_STEP:
+        if server is not None or operation is not None or force:
+            raise Invalid(f"{kind} moves every server; name no server or operation")
+        return {}
+    if not isinstance(server, str) or not server:
+        raise Invalid("name the ECC server to move")
+    if operation not in SERVER_OPERATIONS:
+        raise Invalid(f"operation must be one of {', '.join(SERVER_OPERATIONS)}")
+    if not isinstance(force, bool):
+        raise Invalid("force must be true or false")
+    return {"server": server, "operation": operation, "force": force}
+
+
 def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None,
+           server: str | None = None, operation: str | None = None, force: bool = False,
            **sheet) -> int:
     """Take the lock, plan a workflow, write its rows with all Celery ids; its id.
 
@@ -102,20 +125,23 @@ def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: st
     ``fields``: see ``run_sheet``) the run's record could not hold, and Refused when
     a rule forbids it: either way nothing is written (and the lock is released). A
     start also checks every data router's staging directory first, over SSH, outside
-    any session. ``actor`` (default: the command line's user) goes in the audit.
+    any session. ``actor`` (default: the command line's user) goes in the audit. A server
+    step (WorkflowKind.SERVER_STEP) names its ``server`` and ``operation``; ``force``
+    allows it during a run.
     """
     title = operator_text("title", title, TITLE_MAX)
     run_class = check_run_class(run_class)
     checked = run_sheet(kind, **sheet)
+    step = check_server_step(kind, server, operation, force)
     token = take_lock()
     try:
-        return _create(kind, title, run_class, checked, token, actor)
+        return _create(kind, title, run_class, checked, step, token, actor)
     except BaseException:
         lock.release(token)
         raise
 
 
-def _create(kind: str, title: str, run_class: str, sheet: dict, token: str,
+def _create(kind: str, title: str, run_class: str, sheet: dict, step: dict, token: str,
             actor: str | None) -> int:
     if kind == WorkflowKind.START_RUN:
         with session() as s:
@@ -125,7 +151,7 @@ def _create(kind: str, title: str, run_class: str, sheet: dict, token: str,
             raise Refused("a run may not start on top of an earlier run's files: "
                           + "; ".join(dirty))
     with session() as s:
-        planned = plan(s, kind, title=title, run_class=run_class)
+        planned = plan(s, kind, title=title, run_class=run_class, **step)
         planned.params.update(sheet)
         workflow = Workflow(kind=kind, params=planned.params, callback_task_id=str(uuid4()),
                             run_id=planned.run_id, lock_token=token)
@@ -133,7 +159,8 @@ def _create(kind: str, title: str, run_class: str, sheet: dict, token: str,
         s.flush()
         accounts.record(s, actor, kind, workflow.id, **{
             key: planned.params[key]
-            for key in ("title", "run_class", "run_number", "comment", "note", "fields")
+            for key in ("title", "run_class", "run_number", "comment", "note", "fields",
+                        "server", "operation", "force")
             if planned.params.get(key)})
         for order, stage_plan in enumerate(planned.stages):
             stage = Stage(workflow_id=workflow.id, order=order, name=stage_plan.name,
@@ -178,9 +205,10 @@ def dispatch(workflow_id: int) -> None:
 
 
 def launch(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None,
-           **sheet) -> int:
-    """Create and dispatch a workflow on behalf of ``actor``; returns its id."""
-    workflow_id = create(kind, title=title, run_class=run_class, actor=actor, **sheet)
+           **request) -> int:
+    """Create and dispatch a workflow on behalf of ``actor``; returns its id. ``request``
+    is a run's sheet or a server step's target (see ``create``)."""
+    workflow_id = create(kind, title=title, run_class=run_class, actor=actor, **request)
     dispatch(workflow_id)
     forget_earlier_results(workflow_id)
     return workflow_id

@@ -21,13 +21,28 @@ from models import (
     StepState,
     Workflow,
 )
-from models.vocabulary import ACTIVE_STATES, FilesOperation, RunClass, WorkflowKind
-from pipelines.daq.ecc.states import TRANSITIONS, EccState, Operation, state_name, step_back
-from pipelines.runcontrol.errors import Refused
+from models.vocabulary import (
+    ACTIVE_STATES,
+    SERVER_OPERATIONS,
+    FilesOperation,
+    RunClass,
+    WorkflowKind,
+)
+from pipelines.daq.ecc.states import (
+    TRANSITIONS,
+    UNDO_FROM,
+    EccState,
+    Operation,
+    state_name,
+    step_back,
+)
+from pipelines.runcontrol.errors import NotFound, Refused
 
-# Operations that need the CoBos before the MuTAnT going up, or the MuTAnT first going down.
-UP_ORDERED = {Operation.DESCRIBE, Operation.CONFIGURE, Operation.START}
-DOWN_ORDERED = {Operation.STOP, Operation.BREAKUP}
+# Operations that need the CoBos before the MuTAnT (its Configure needs every CoBo READY,
+# it reports "shelf not ready" otherwise), and those that need the MuTAnT first: a CoBo's
+# Prepare needs the MuTAnT PREPARED already; going down, the trigger stops first.
+MUTANT_LAST = {Operation.DESCRIBE, Operation.CONFIGURE, Operation.START}
+MUTANT_FIRST = {Operation.PREPARE, Operation.STOP, Operation.BREAKUP}
 # The collective transitions that take every server one named step up.
 COLLECTIVE = {WorkflowKind.DESCRIBE: Operation.DESCRIBE, WorkflowKind.PREPARE: Operation.PREPARE,
               WorkflowKind.CONFIGURE: Operation.CONFIGURE}
@@ -44,7 +59,8 @@ class StagePlan:
 def _servers(s) -> list[tuple[ECCServer, bool]]:
     """Every ECC server, and whether it drives the MuTAnT."""
     servers = s.exec(select(ECCServer).order_by(ECCServer.name)).all()
-    mutant_servers = {src.ecc_server_id for src in s.exec(select(DataSource)).all() if src.is_mutant}
+    mutant_servers = {src.ecc_server_id for src in s.exec(select(DataSource)).all()
+                      if src.is_mutant}
     return [(server, server.id in mutant_servers) for server in servers]
 
 
@@ -52,18 +68,18 @@ def ordered_stages(operation: str, servers: list[tuple[ECCServer, bool]],
                    targets: dict[str, tuple[str, int]]) -> list[StagePlan]:
     """Stages for one operation across servers, in the order the hardware needs.
 
-    Going up (Describe, Configure, Start) the CoBos go first and the MuTAnT last;
-    going down (Stop, Breakup) the MuTAnT goes first. Other operations run in one
-    stage. ``targets`` maps the servers taking part to (operation, target state).
+    Describe, Configure and Start: the CoBos first and the MuTAnT last; Prepare, Stop
+    and Breakup: the MuTAnT first. Undo runs in one stage. ``targets`` maps the servers
+    taking part to (operation, target state).
     Stages with no members are left out.
     """
     verb = operation.lower()
     cobos = [srv.name for srv, mutant in servers if not mutant and srv.name in targets]
     mutants = [srv.name for srv, mutant in servers if mutant and srv.name in targets]
-    if operation in UP_ORDERED:
+    if operation in MUTANT_LAST:
         plans = [StagePlan(f"{verb} CoBos", operation), StagePlan(f"{verb} MuTAnT", operation)]
         groups = [cobos, mutants]
-    elif operation in DOWN_ORDERED:
+    elif operation in MUTANT_FIRST:
         plans = [StagePlan(f"{verb} MuTAnT", operation), StagePlan(f"{verb} CoBos", operation)]
         groups = [mutants, cobos]
     else:
@@ -122,22 +138,30 @@ class WorkflowPlan:
     expected_seconds: dict[str, float]
 
 
-def plan(s, kind: str, title: str = "", run_class: str = RunClass.TEST) -> WorkflowPlan:
-    """A workflow's plan, or Refused with the rule it breaks."""
+def plan(s, kind: str, title: str = "", run_class: str = RunClass.TEST,
+         server: str | None = None, operation: str | None = None,
+         force: bool = False) -> WorkflowPlan:
+    """A workflow's plan, or Refused with the rule it breaks. A server step names its
+    ``server`` and ``operation`` (one of SERVER_OPERATIONS) and may be ``force``d during
+    a run."""
     servers = _servers(s)
     if not servers:
         raise Refused("no ECC servers: load a topology first")
     _refuse_if_busy(s)
     params = {"config": _active_config(s)}
     running = current_run(s)
+    if kind == WorkflowKind.SERVER_STEP:
+        params.update(server=server, operation=operation, force=force)
+        stage = server_step(servers, server, operation, running, force)
+        return WorkflowPlan([stage], params, None,
+                            {srv.name: srv.expected_seconds for srv, _ in servers})
     if kind == WorkflowKind.START_RUN:
         if running is not None:
             raise Refused(f"run {running.number} is going; stop it before starting another")
         not_ready = _not_in(servers, EccState.READY)
         if not_ready:
             raise Refused("a run starts only when every source is READY: " + "; ".join(not_ready))
-        if s.exec(select(Experiment).where(Experiment.active == True)).first() is None:  # noqa: E712
-            raise Refused("no active experiment: load a topology first")
+        _experiment(s)
         params.update(title=title, run_class=run_class)
         operation = Operation.START
         targets = {srv.name: (operation, EccState.RUNNING) for srv, _ in servers}
@@ -160,9 +184,113 @@ def plan(s, kind: str, title: str = "", run_class: str = RunClass.TEST) -> Workf
         raise Refused(f"unknown workflow {kind!r}")
     stopping = kind == WorkflowKind.STOP_RUN
     stages = ordered_stages(operation, servers, targets)
+    if kind == WorkflowKind.START_RUN and _experiment(s).rearm_mutant_on_start:
+        stages = rearm_mutant(servers) + stages
     stages += _end_of_run(s, servers) if stopping else []
     return WorkflowPlan(stages, params, running.id if stopping else None,
                         {srv.name: srv.expected_seconds for srv, _ in servers})
+
+
+def rearm_mutant(servers: list[tuple[ECCServer, bool]]) -> list[StagePlan]:
+    """Before a start, the MuTAnT one step down and up again (Breakup, Configure), as
+    attpc_envoy does: event numbers and timestamps restart with every run."""
+    mutants = [srv.name for srv, mutant in servers if mutant]
+    if not mutants:
+        return []
+    return [StagePlan("re-arm MuTAnT: breakup", Operation.BREAKUP,
+                      [(name, Operation.BREAKUP, EccState.PREPARED) for name in mutants]),
+            StagePlan("re-arm MuTAnT: configure", Operation.CONFIGURE,
+                      [(name, Operation.CONFIGURE, EccState.READY) for name in mutants])]
+
+
+def server_step(servers: list[tuple[ECCServer, bool]], name: str | None, operation: str | None,
+                running: Run | None, force: bool) -> StagePlan:
+    """The one-member stage that moves one ECC server one step, or Refused with the rule."""
+    found = next(((srv, mutant) for srv, mutant in servers if srv.name == name), None)
+    if found is None:
+        raise NotFound(f"no ECC server named {name!r}")
+    server, is_mutant = found
+    if running is not None and not force:
+        raise Refused(f"run {running.number} is going: moving {name} alone during a run "
+                      "needs force")
+    soap, target = one_step(name, server.state, is_mutant, operation, _others(servers))
+    return StagePlan(f"{soap.lower()} {name}", soap, [(name, soap, target)])
+
+
+def _others(servers: list[tuple[ECCServer, bool]]) -> tuple[list[int], int]:
+    """The MuTAnTs' states and the lowest CoBo state: what the ordering rules look at."""
+    mutants = [srv.state or 0 for srv, mutant in servers if mutant]
+    cobos = [srv.state or 0 for srv, mutant in servers if not mutant]
+    return mutants, min(cobos, default=EccState.RUNNING)
+
+
+def one_step(name: str, state: int | None, is_mutant: bool, operation: str | None,
+             others: tuple[list[int], int]) -> tuple[Operation, EccState]:
+    """The SOAP operation and target state of one server's step, or Refused naming the
+    state or ordering rule it breaks."""
+    if state is None:
+        raise Refused(f"{name}'s state is unknown; wait for a refresh")
+    state = EccState(state)
+    if operation == "reset":
+        back = step_back(state)
+        if back is None:
+            raise Refused(f"{name} is IDLE: nothing to reset")
+        soap, target = back
+    elif operation == "undo":
+        if state not in UNDO_FROM:
+            raise Refused(f"Undo takes a server from PREPARED or DESCRIBED; {name} is "
+                          f"{state.name}")
+        soap, target = Operation.UNDO, UNDO_FROM[state]
+    else:
+        soap = Operation(str(operation).capitalize())
+        start, target = TRANSITIONS[soap]
+        if state != start:
+            raise Refused(f"{soap} takes a server from {start.name}; {name} is {state.name}")
+    broken = ordering_rule(is_mutant, soap, *others)
+    if broken:
+        raise Refused(f"{soap} of {name} alone would break the ordering rule: {broken}")
+    return soap, target
+
+
+def ordering_rule(is_mutant: bool, operation: str, mutant_states: list[int],
+                  lowest_cobo: int) -> str | None:
+    """The ordering rule one server's ``operation`` would break, given the MuTAnTs' states
+    and the lowest CoBo state; None when it breaks none."""
+    if not is_mutant:
+        if operation == Operation.PREPARE and any(st < EccState.PREPARED for st in mutant_states):
+            return "a CoBo's Prepare needs the MuTAnT PREPARED first"
+        if operation == Operation.STOP and EccState.RUNNING in mutant_states:
+            return "the MuTAnT stops before the CoBos"
+        if operation == Operation.BREAKUP and any(st >= EccState.READY for st in mutant_states):
+            return "the MuTAnT breaks up before the CoBos"
+        return None
+    needs = {Operation.DESCRIBE: EccState.DESCRIBED, Operation.CONFIGURE: EccState.READY,
+             Operation.START: EccState.RUNNING}.get(operation)
+    if needs is not None and lowest_cobo < needs:
+        return f"the MuTAnT's {operation} comes after every CoBo's (each CoBo {needs.name} first)"
+    return None
+
+
+def server_operations(servers: list[tuple[ECCServer, bool]]) -> dict[str, list[str]]:
+    """What each server may be asked to do alone now, by its state and the ordering rules."""
+    others = _others(servers)
+    legal: dict[str, list[str]] = {}
+    for server, is_mutant in servers:
+        legal[server.name] = []
+        for operation in SERVER_OPERATIONS:
+            try:
+                one_step(server.name, server.state, is_mutant, operation, others)
+            except Refused:
+                continue
+            legal[server.name].append(operation)
+    return legal
+
+
+def _experiment(s) -> Experiment:
+    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    if experiment is None:
+        raise Refused("no active experiment: load a topology first")
+    return experiment
 
 
 # Expected seconds of a files step until it has a history.

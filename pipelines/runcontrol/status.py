@@ -7,7 +7,7 @@ from models import DaqNode, DataRouter, DataSource, ECCServer, Experiment, Workf
 from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES, WorkflowKind
 from pipelines.daq.ecc.states import EccState, state_name
-from pipelines.runcontrol.planning import current_run, daq_state
+from pipelines.runcontrol.planning import current_run, daq_state, server_operations
 from pipelines.runcontrol.progress import iso
 
 
@@ -22,6 +22,8 @@ def _no_source_running(servers: list[ECCServer]) -> dict:
             "running_seen_at": iso(max(seen)) if lost and seen else None}
 
 
+# The action that cuts an active workflow loose (the page's Abort button).
+ABORT = "abort"
 # Which collective transition is legal when every server is in one state.
 _NEXT_UP = {EccState.IDLE: WorkflowKind.DESCRIBE, EccState.DESCRIBED: WorkflowKind.PREPARE,
             EccState.PREPARED: WorkflowKind.CONFIGURE}
@@ -30,12 +32,12 @@ _NEXT_UP = {EccState.IDLE: WorkflowKind.DESCRIBE, EccState.DESCRIBED: WorkflowKi
 def legal_now(states: list[int | None], run_going: bool, workflow_active: bool) -> list[str]:
     """The actions the rules allow now, for the page's buttons (the server checks again).
 
-    Nothing while a workflow is active; Stop only while a run is going; Start only when
+    Only Abort while a workflow is active; Stop only while a run is going; Start only when
     every source is READY; each collective transition only from the state it starts from;
     Reset when a known state is above IDLE.
     """
     if workflow_active:
-        return []
+        return [ABORT]
     if run_going:
         return [WorkflowKind.STOP_RUN]
     if not states or any(state is None for state in states):
@@ -69,6 +71,9 @@ def status() -> dict:
                          .order_by(DataRouter.name)).all()
     servers = [srv for srv, _ in server_rows]
     by_id = {srv.id: srv for srv in servers}
+    mutant_ids = {src.ecc_server_id for src in sources if src.is_mutant}
+    # What each server may do alone: nothing while a workflow is active.
+    alone = {} if active else server_operations([(srv, srv.id in mutant_ids) for srv in servers])
     now = utcnow()
     return {
         "experiment": experiment.name if experiment else None,
@@ -91,10 +96,12 @@ def status() -> dict:
         "last_workflow": last.id if last else None,
         "servers": [{"name": srv.name, "url": srv.url, "state": state_name(srv.state),
                      "online": srv.online, "last_seen_at": iso(srv.last_seen_at),
+                     "transition": state_name(srv.transition) if srv.transition else None,
                      "error": srv.last_error, "node": node.name if node else None,
                      "process_running": srv.process_running,
                      "process_checked_at": iso(srv.process_checked_at),
-                     "process_error": srv.process_error} for srv, node in server_rows],
+                     "process_error": srv.process_error,
+                     "operations": alone.get(srv.name, [])} for srv, node in server_rows],
         "sources": [{"name": src.name, "ecc_server": by_id[src.ecc_server_id].name,
                      "state": state_name(by_id[src.ecc_server_id].state),
                      "online": by_id[src.ecc_server_id].online,
@@ -103,5 +110,6 @@ def status() -> dict:
         "routers": [{"name": r.name, "node": node.name if node else None,
                      "staging_dir": r.staging_dir, "online": r.online, "clean": r.clean,
                      "graw_files": r.graw_files, "checked_at": iso(r.checked_at),
+                     "next_run_folder": r.next_run_folder,
                      "error": r.last_error} for r, node in routers],
     }

@@ -24,8 +24,8 @@ from pipelines.daq.nodes.files import backup_configs as backup_on_node
 from pipelines.daq.nodes.files import organize
 from pipelines.orchestration.app import app
 from pipelines.orchestration.results import failure_of
-from pipelines.runcontrol import watch
-from pipelines.runcontrol.errors import StepFailed
+from pipelines.runcontrol import abort, watch
+from pipelines.runcontrol.errors import Aborted, StepFailed
 from pipelines.runcontrol.records import stages as stage_records
 from pipelines.runcontrol.records import steps as step_records
 from pipelines.runcontrol.records import workflows as workflow_records
@@ -55,17 +55,20 @@ class StepTask(Task):
 
 
 class _ProgressReporter:
-    """Publishes a transition's progress as a custom state, at most once a second."""
+    """Publishes a transition's progress as a custom state, at most once a second, and
+    stops the transition (Aborted) once its workflow has been aborted."""
 
-    def __init__(self, task: Task):
+    def __init__(self, task: Task, workflow_id: int | None = None):
         # The first report after a second: at the start the STARTED state says enough, and
         # hundreds of steps begin at once.
-        self.task, self.last = task, time.monotonic()
+        self.task, self.last, self.workflow_id = task, time.monotonic(), workflow_id
 
     def __call__(self, elapsed: float, expected: float) -> None:
         now = time.monotonic()
         if now - self.last >= 1.0:
             self.last = now
+            if self.workflow_id is not None and abort.is_aborted(self.workflow_id):
+                raise Aborted(f"workflow {self.workflow_id} was aborted")
             try:
                 self.task.update_state(state="PROGRESS",
                                        meta={"elapsed": round(elapsed, 3), "expected": expected})
@@ -97,9 +100,13 @@ def transition(self, step_id: int) -> dict:
             report = client.get_state()
             if report.settled and report.state < EccState.RUNNING:
                 return order, False, report.state
-        sent = drive(client, order.operation, order.target, order.config, order.links,
-                     order.deadline_seconds, order.expected_seconds,
-                     on_progress=_ProgressReporter(self))
+        try:
+            sent = drive(client, order.operation, order.target, order.config, order.links,
+                         order.deadline_seconds, order.expected_seconds,
+                         on_progress=_ProgressReporter(self, order.workflow_id))
+        except Aborted:
+            _record_where_it_stopped(step_id, client)
+            raise
         return order, sent, int(order.target)
 
     order, sent, state = _perform(step_id, work)
@@ -107,6 +114,16 @@ def transition(self, step_id: int) -> dict:
         f"already {state_name(state)}, not RUNNING: counted as stopped")
     step_records.finish_step(step_id, ecc_state=state, note=note)
     return {"server": order.server, "state": state_name(state), "sent": sent, "note": note}
+
+
+def _record_where_it_stopped(step_id: int, client) -> None:
+    # What GetState says as the aborted step lets go: settled, or still in transition.
+    try:
+        report = client.get_state()
+    except EccError as exc:
+        abort.record_stopped_step(step_id, None, None, error=str(exc))
+    else:
+        abort.record_stopped_step(step_id, report.state, report.transition)
 
 
 def _files_step(task: Task, step_id: int) -> dict:

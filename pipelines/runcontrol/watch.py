@@ -41,13 +41,13 @@ def _busy_servers(s) -> set[str]:
     return set(rows)
 
 
-def _ask(server: ECCServer) -> tuple[str, datetime, int | None, str | None]:
+def _ask(server: ECCServer) -> tuple[str, datetime, int | None, int | None, str | None]:
     asked_at = utcnow()
     try:
         report = client_for(server.name, server.url).get_state()
     except EccError as exc:
-        return server.name, asked_at, None, str(exc)
-    return server.name, asked_at, report.state, None
+        return server.name, asked_at, None, None, str(exc)
+    return server.name, asked_at, report.state, report.transition, None
 
 
 def refresh_ecc_states() -> dict[str, str]:
@@ -61,11 +61,13 @@ def refresh_ecc_states() -> dict[str, str]:
         answers = list(pool.map(_ask, servers))
     outcome = {}
     with session() as s:
-        for name, asked_at, state, error in answers:
+        for name, asked_at, state, transition, error in answers:
             # A transition that ended after we asked wrote a newer truth: keep it.
             newer = or_(ECCServer.last_seen_at == None, ECCServer.last_seen_at < asked_at)  # noqa: E711
-            values = (dict(state=state, online=True, last_seen_at=asked_at, last_error=None)
-                      if error is None else dict(state=None, online=False, last_error=error[:2000]))
+            values = (dict(state=state, transition=transition, online=True,
+                           last_seen_at=asked_at, last_error=None)
+                      if error is None else dict(state=None, transition=None, online=False,
+                                                 last_error=error[:2000]))
             if state == EccState.RUNNING:
                 values["running_seen_at"] = asked_at
             s.exec(update(ECCServer).where(ECCServer.name == name, newer).values(**values))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlmodel import delete, select
+from sqlmodel import delete, func, select
 
 from models import session
-from models.daq import Config, DaqNode, DataRouter, DataSource, ECCServer, Experiment
+from models.daq import Config, DaqNode, DataRouter, DataSource, ECCServer, Experiment, Run
 from models.runlog import RunField
 from models.settings import instance_dir
 from models.vocabulary import ACTIVE_STATES
@@ -108,7 +108,22 @@ def load(topo: Topology) -> None:
             experiment = Experiment(name=topo.experiment.name, active=True)
             s.add(experiment)
             s.flush()
+        experiment.rearm_mutant_on_start = topo.experiment.rearm_mutant_on_start
+        if topo.experiment.next_run is not None:
+            set_next_run(s, experiment, topo.experiment.next_run)
         write_run_fields(s, experiment.id, topo.run_fields)
+
+
+def set_next_run(s, experiment: Experiment, number: int) -> None:
+    """Make ``number`` the experiment's next run; TopologyError if that would reuse one."""
+    recorded = s.exec(select(func.max(Run.number)).where(
+        Run.experiment_id == experiment.id)).one()
+    last = max(experiment.last_run_number, -1 if recorded is None else recorded)
+    if number <= last:
+        raise TopologyError(f"experiment.next_run: run {last} of {experiment.name!r} is "
+                            f"recorded already; the next run is {last + 1} or later (a run "
+                            "number is never used twice)")
+    experiment.last_run_number = number - 1
 
 
 def write_run_fields(s, experiment_id: int, specs: list[RunFieldSpec]) -> None:

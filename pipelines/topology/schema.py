@@ -58,6 +58,10 @@ def _path_part(value: str) -> str:
 class ExperimentSpec(_Strict):
     name: str
     config: Optional[str] = None
+    # Re-arm the MuTAnT (Breakup, Configure) before each start (attpc_envoy's way).
+    rearm_mutant_on_start: bool = True
+    # The next run's number, to continue another DAQ's numbering; never one recorded already.
+    next_run: Optional[int] = Field(default=None, ge=0, le=9999)
 
     _name = field_validator("name")(_path_part)
 

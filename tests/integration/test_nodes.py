@@ -123,9 +123,20 @@ def test_check_counts_graw_files_and_looks_for_the_process(node, tmp_path):
     found = node_files.check(node, [str(clean), str(dirty), str(tmp_path / "gone")],
                         processes=("no-such-daqflow-process",))
     assert found == node_files.NodeCheck({"no-such-daqflow-process": False},
-                                    {str(clean): 0, str(dirty): 2, str(tmp_path / "gone"): None})
+                                    {str(clean): 0, str(dirty): 2, str(tmp_path / "gone"): None},
+                                    set())
     # The SSH server itself is a process every node here runs.
     assert node_files.check(node, [str(clean)], processes=("sshd",)).processes == {"sshd": True}
+
+
+def test_check_finds_the_next_runs_folder_already_there(node, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    taken = first / HOSTILE / "run_0007"
+    taken.mkdir(parents=True)
+    second.mkdir()
+    found = node_files.check(node, [str(first), str(second)], next_run=(HOSTILE, 7))
+    assert found.taken == {str(taken)} and found.graw_files == {str(first): 0, str(second): 0}
+    assert node_files.check(node, [str(first)], next_run=(HOSTILE, 8)).taken == set()
 
 
 def test_check_finds_a_process_whose_name_is_longer_than_the_kernel_keeps(node, tmp_path):

@@ -39,6 +39,7 @@ name = "beam on target"
 type = "choice"
 choices = ["yes", "no"]
 asked_at = "stop"
+required = true
 """
 DAY = datetime(2026, 11, 20, 22, 0, tzinfo=timezone.utc)
 # (number, class, title, comment, hours after DAY, gas pressure)
@@ -244,3 +245,40 @@ def test_the_runs_commands_list_show_and_note(run_log):
     assert refused.exit_code == 2 and "must be one of" in refused.output
     missing = runner.invoke(main, ["runs", "show", "99"])
     assert missing.exit_code == 2 and "no run 99" in missing.output
+
+
+@pytest.mark.parametrize("path, body, message", [
+    ("/api/runs/start", {"title": "t", "fields": {"gas pressure": 1}, "colour": "red"},
+     "unknown field(s): colour"),
+    ("/api/runs/start", {"fields": {"gas pressure": "high"}},
+     "field 'gas pressure' must be a number"),
+    ("/api/runs/start", {"fields": {"gas pressure": 1, "magnet": 2}},
+     "no run field named 'magnet'"),
+    ("/api/runs/start", {"fields": {"target": "CD2"}}, "needs field(s): gas pressure"),
+    ("/api/runs/start", {"fields": {"gas pressure": 1, "beam on target": "yes"}},
+     "asked at the run's stop"),
+    ("/api/runs/start", {"comment": "x" * 1001, "fields": {"gas pressure": 1}},
+     "comment is longer than 1000"),
+    ("/api/runs/start", {"comment": 5, "fields": {"gas pressure": 1}}, "comment must be text"),
+    ("/api/runs/stop", {"note": "x" * 4001, "fields": {"beam on target": "no"}},
+     "note is longer than 4000"),
+    ("/api/runs/stop", {"note": "n"}, "the run's stop needs field(s): beam on target"),
+    ("/api/runs/stop", {"fields": {"beam on target": "maybe"}}, "must be one of: yes, no"),
+    ("/api/runs/stop", {"comment": "c", "fields": {"beam on target": "no"}},
+     "unknown field(s): comment"),
+    ("/actions/start", {"title": "t", "field:gas pressure": "lots"},
+     "field &#39;gas pressure&#39; must be a number"),
+    ("/actions/stop", {"note": "n", "field:magnet": "1"}, "no run field named"),
+])
+def test_bad_run_sheets_are_400_and_change_nothing(run_log, path, body, message):
+    before = database_digest()
+    client = run_log["operator"]
+    if path.startswith("/api/"):
+        response = client.post(path, json=body)
+        text = response.get_json()["error"]
+    else:
+        response = client.post(path, data=body)
+        text = response.get_data(as_text=True)
+    assert response.status_code == 400, text
+    assert message in text
+    assert database_digest() == before

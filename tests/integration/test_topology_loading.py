@@ -60,3 +60,27 @@ def test_cli_refuses_a_bad_file_with_the_key_and_exit_code(loaded, tmp_path):
     assert result.returncode == 2
     assert "data_routers[0].ip_address" in result.stderr
     assert _counts() == loaded
+
+
+def test_the_run_counter_never_goes_back(loaded):
+    from models import Experiment, Run
+    from tests.support.daq import clear_workflow_records
+
+    clear_workflow_records()
+    with models.session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.name == "test")).one()
+        s.add(Run(experiment_id=experiment.id, number=41, title="recorded"))
+        experiment.last_run_number = 41
+    with_next = GOOD.replace('[experiment]\nname = "test"\n',
+                             '[experiment]\nname = "test"\nnext_run = {}\n', 1)
+    for number in (0, 41):
+        with pytest.raises(schema.TopologyError, match="experiment.next_run: run 41 of 'test' "
+                                                       "is recorded already; the next run is 42"):
+            loading.load(schema.parse(with_next.format(number)))
+    loading.load(schema.parse(with_next.format(100)))  # continuing another DAQ's numbering
+    loading.load(schema.parse(GOOD.replace('name = "test"\n',
+                                           'name = "test"\nrearm_mutant_on_start = false\n', 1)))
+    with models.session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.name == "test")).one()
+        assert (experiment.last_run_number, experiment.rearm_mutant_on_start) == (99, False)
+    clear_workflow_records()

@@ -34,6 +34,11 @@ class SimulatorHandle:
         return self._call("POST", "/_sim/faults",
                           dict(server=server, kind=kind, operation=operation, **fields))
 
+    def clear_faults(self):
+        """Every injected fault gone: a hung server finishes its transition, a closed port
+        opens again."""
+        return self._call("DELETE", "/_sim/faults")
+
     def process(self, name, running: bool):
         """Stop (or bring back) a placeholder dataRouter or getEccSoapServer process."""
         return self._call("POST", "/_sim/processes", {"name": name, "running": running})

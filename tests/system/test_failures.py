@@ -59,7 +59,8 @@ def test_replay_redoes_only_the_failed_step_then_the_rest(running_daq):
     assert [(st.attempt, st.state) for st in attempts] == [(1, "failed"), (2, "succeeded")]
     assert "clock not locked" in attempts[0].error
     assert [(st.attempt, st.state) for st in steps_of(workflow_id, "ecc-cobo2")] == [(1, "succeeded")]
-    cobos = view["stages"][0]
+    cobos = view["stages"][2]  # after the MuTAnT's re-arm
+    assert cobos["name"] == "start CoBos"
     assert [h["attempt"] for h in cobos["earlier_attempts"]] == [1]
     with models.session() as s:
         assert s.exec(select(Run.number)).all() == [0]
@@ -131,7 +132,7 @@ def test_a_worker_killed_mid_stage_loses_its_steps_then_replay_finishes(slow_daq
     assert len(lost) == 8
     view = wait_workflow(workflow_id, timeout=15)
     assert view["state"] == "failed" and "lost" in view["error"]
-    assert {st["state"] for st in view["stages"][0]["steps"]} == {"lost"}
+    assert {st["state"] for st in view["stages"][2]["steps"]} == {"lost"}
     assert lock.holder() is None  # the failure path released run control
 
     worker.start()
@@ -172,7 +173,7 @@ def test_redis_restarted_mid_workflow_then_replay(slow_daq, redis_server, worker
     try:
         view = progress.read(workflow_id)
         assert not view["live"] and "live progress is unavailable" in view["live_error"]
-        assert view["state"] == "running" and view["total"] == 9  # the record is intact
+        assert view["state"] == "running" and view["total"] == 11  # the record is intact
         page = operator_client().get("/").get_data(as_text=True)
         assert "live progress is unavailable" in page
         wait_for(lambda: running_steps(workflow_id) == 0, timeout=20,

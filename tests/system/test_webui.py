@@ -45,7 +45,7 @@ def test_live_section_polls_every_second_while_active_then_every_few(client, wor
     html = client.get("/live").get_data(as_text=True)
     assert 'hx-trigger="every 3s"' in html  # the page stays live between workflows
     assert 'id="run-clock" class="ticking" data-since="' in html  # the browser ticks it
-    assert bars(html) == ["100"] * 11  # two stage bars, then nine source bars
+    assert bars(html) == ["100"] * 13  # four stage bars (the re-arm, then the starts), nine sources
     assert "run 0: &lt;script&gt;alert(1)&lt;/script&gt; (BEAM)" in html
     assert "<script>alert(1)" not in html
 
@@ -78,7 +78,8 @@ def test_api_start_and_progress(client, worker, daq):
     assert response.status_code == 202
     workflow_id = response.get_json()["workflow_id"]
     view = client.get(f"/api/workflows/{workflow_id}").get_json()
-    assert view["total"] == 9 and [s["name"] for s in view["stages"]] == ["start CoBos", "start MuTAnT"]
+    assert view["total"] == 11 and [s["name"] for s in view["stages"]] == [
+        "re-arm MuTAnT: breakup", "re-arm MuTAnT: configure", "start CoBos", "start MuTAnT"]
     wait_workflow(workflow_id)
     status = client.get("/api/status").get_json()
     assert status["state"] == "RUNNING" and status["run"]["number"] == 0

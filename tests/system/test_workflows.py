@@ -16,23 +16,48 @@ from pipelines.runcontrol import errors, launching, progress
 from pipelines.simulator.topology import simulated_topology
 from pipelines.topology import loading, schema
 from tests.support import ROOT
-from tests.support.daq import clear_workflow_records, row_counts, set_all, wait_workflow
+from tests.support.daq import (
+    clear_workflow_records,
+    row_counts,
+    set_all,
+    steps_of,
+    wait_workflow,
+)
 from tests.support.processes import wait_for
 from tests.support.services import start_simulator
 
 
 def test_describe_prepare_configure_then_start_and_stop_a_run(running_daq):
     sim = running_daq
-    for kind in ("describe", "prepare", "configure"):
-        view = wait_workflow(launching.launch(kind))
+    for kind, operation, mutant_first in (("describe", "Describe", False),
+                                          ("prepare", "Prepare", True),
+                                          ("configure", "Configure", False)):
+        workflow_id = launching.launch(kind)
+        view = wait_workflow(workflow_id)
         assert view["state"] == "succeeded", view
+        # The order the servers were sent the operation, from the simulator's request log.
+        sent = [e["server"] for e in sim.log() if e["operation"] == operation]
+        assert len(sent) == 9 and (sent[0] if mutant_first else sent[-1]) == "ecc-mutant", sent
+        # The first group's servers confirmed their state before the second group was sent.
+        mutant_step = steps_of(workflow_id, "ecc-mutant")[-1]
+        cobo_steps = [steps_of(workflow_id, f"ecc-cobo{i}")[-1] for i in range(8)]
+        if mutant_first:
+            assert mutant_step.finished_at <= min(st.started_at for st in cobo_steps)
+        else:
+            assert max(st.finished_at for st in cobo_steps) <= mutant_step.started_at
     assert set(s["state"] for s in sim.states().values()) == {EccState.READY}
 
     sim.reset()  # a clean request log for the start
     set_all(sim, EccState.READY)
     start = wait_workflow(launching.launch("start_run", title="cosmics", run_class="PROD"))
     assert start["state"] == "succeeded", start
-    assert [st["name"] for st in start["stages"]] == ["start CoBos", "start MuTAnT"]
+    assert [st["name"] for st in start["stages"]] == [
+        "re-arm MuTAnT: breakup", "re-arm MuTAnT: configure", "start CoBos", "start MuTAnT"]
+    # The MuTAnT is re-armed (Breakup, then Configure) before the CoBos start.
+    sent = [(e["server"], e["operation"]) for e in sim.log()]
+    assert sent[:2] == [("ecc-mutant", "Breakup"), ("ecc-mutant", "Configure")], sent
+    assert sorted(sent[2:10]) == [(f"ecc-cobo{i}", "Start") for i in range(8)]
+    assert sent[10:] == [("ecc-mutant", "Start")]
     log = sim.log(transitions_only=False)
     mutant_start = next(e["time"] for e in log if e["server"] == "ecc-mutant" and e["operation"] == "Start")
     cobo_requests = [e["time"] for e in log if e["server"] != "ecc-mutant"]
@@ -63,17 +88,18 @@ def test_a_failing_source_fails_its_stage_and_leaves_the_run_unrecorded(running_
     view = wait_workflow(launching.launch("start_run", title="beam"))
     assert view["state"] == "failed"
     assert "CoBo[3]: clock not locked" in view["error"]
-    cobos, mutant = view["stages"]
+    breakup, configure, cobos, mutant = view["stages"]  # the MuTAnT re-armed, then the starts
+    assert breakup["state"] == configure["state"] == "succeeded"
     assert cobos["state"] == "failed" and cobos["done"] == 7 and cobos["failed"] == 1
     failed = [st for st in cobos["steps"] if st["state"] == "failed"]
     assert [st["target"] for st in failed] == ["ecc-cobo3"]
     assert "CoBo[3]: clock not locked (error code 5)" in failed[0]["error"]
     assert mutant["state"] == "pending" and mutant["done"] == 0
-    assert not any(e["server"] == "ecc-mutant" for e in sim.log())
+    assert not any(e["server"] == "ecc-mutant" and e["operation"] == "Start" for e in sim.log())
     with models.session() as s:
         assert s.exec(select(Run)).all() == []
         assert s.exec(select(Experiment)).one().last_run_number == -1
-    wait_for(lambda: progress.read(view["id"])["stages"][0]["callback_state"] == "FAILURE")
+    wait_for(lambda: progress.read(view["id"])["stages"][2]["callback_state"] == "FAILURE")
 
 
 def test_a_transition_that_never_ends_fails_at_the_deadline_while_others_complete(running_daq):
@@ -92,7 +118,7 @@ def test_a_transition_that_never_ends_fails_at_the_deadline_while_others_complet
     assert live["state"] == "running" and live["expected"] == pytest.approx(0.2)
     assert live["elapsed"] is not None and 0 < live["progress"] <= 0.99
     view = wait_workflow(workflow_id, timeout=20)
-    steps = {st["target"]: st for st in view["stages"][0]["steps"]}
+    steps = {st["target"]: st for stage in view["stages"] for st in stage["steps"]}
     assert steps["ecc-cobo1"]["state"] == "failed"
     assert "not confirmed within its deadline of 3 s" in steps["ecc-cobo1"]["error"]
     assert all(st["state"] == "succeeded" for name, st in steps.items() if name != "ecc-cobo1")
@@ -218,10 +244,11 @@ def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq
         groups = [st.group_id for st in stages]
     backend = app.backend
     keys = [backend.get_key_for_task(tid) for tid in ids]
-    assert backend.client.exists(*keys) == len(keys) == 11  # 9 steps, 2 stage callbacks
+    # 9 starts and the MuTAnT's re-arm (2 steps), 4 stage callbacks
+    assert backend.client.exists(*keys) == len(keys) == 15
     # Each stage's chord leaves its "done" marker under the group the steps ran in.
     markers = [backend.get_key_for_group(gid, ".c") for gid in groups]
-    assert backend.client.exists(*markers) == 2
+    assert backend.client.exists(*markers) == 4
 
     second = wait_workflow(launching.launch("stop_run"))
 
@@ -229,8 +256,8 @@ def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq
     assert backend.client.exists(*keys) == 0
     assert backend.client.exists(*markers) == 0
     view = progress.read(first["id"])  # the record stays whole without them
-    assert (view["state"], view["done"], view["total"]) == ("succeeded", 9, 9)
-    assert [st["callback_state"] for st in view["stages"]] == ["SUCCESS", "SUCCESS"]
+    assert (view["state"], view["done"], view["total"]) == ("succeeded", 11, 11)
+    assert [st["callback_state"] for st in view["stages"]] == ["SUCCESS"] * 4
 
 
 def test_sending_stages_keeps_no_result_objects_in_the_sending_process(running_daq):

@@ -16,7 +16,7 @@ IDLE, DESCRIBED, PREPARED, READY, RUNNING = (int(state) for state in EccState)
     ([RUNNING, RUNNING], True, False, ["stop_run"]),
     ([IDLE, IDLE], True, False, ["stop_run"]),  # a run whose sources were lost: Stop ends it
     ([READY, None], False, False, []),  # an offline server: nothing is known to be legal
-    ([READY, READY], False, True, []),  # a workflow is active: wait for it
+    ([READY, READY], False, True, ["abort"]),  # a workflow is active: wait, or abort it
     ([], False, False, []),
 ])
 def test_the_buttons_offer_only_what_the_rules_allow(states, run_going, active, legal):

@@ -9,7 +9,7 @@ def source(name, server, state="READY", online=True):
 
 def step(state, expected=2.0, elapsed=None, error=None):
     return {"state": state, "expected": expected, "elapsed": elapsed, "progress": 0.5,
-            "error": error}
+            "error": error, "operation": "Configure"}
 
 
 def test_failed_then_slow_sources_come_first_and_states_are_counted():
@@ -25,6 +25,9 @@ def test_failed_then_slow_sources_come_first_and_states_are_counted():
     assert view["cells"][1]["error"] == "CoBo[3]: clock not locked"
     assert view["counts"] == [("READY", 2), ("RUNNING", 1), ("offline", 1)]
     assert view["troubled"] == 3 and view["eta_seconds"] is None
+    # Whom an abort would cut loose: the step past its expected time.
+    assert view["waiting"] == [{"server": "e1", "operation": "Configure", "elapsed": 5.0,
+                                "expected": 2.0}]
 
 
 def test_the_eta_of_the_active_stage_is_its_slowest_remaining_step():

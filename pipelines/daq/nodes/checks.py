@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from sqlmodel import select
 
-from models import DaqNode, DataRouter, ECCServer, session
+from models import DaqNode, DataRouter, ECCServer, Experiment, session
 from models.columns import utcnow
 from pipelines.daq.nodes.connection import Node, NodeAccess, NodeError, access_of
-from pipelines.daq.nodes.files import ECC_PROCESS, ROUTER_PROCESS, check
+from pipelines.daq.nodes.files import ECC_PROCESS, ROUTER_PROCESS, check, run_folder
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class RouterStatus:
     online: bool | None
     graw_files: int | None
     error: str | None = None
+    # The next run's folder, when it exists already on the node.
+    next_run_folder: str | None = None
 
     @property
     def clean(self) -> bool:
@@ -43,6 +45,9 @@ class RouterStatus:
         if self.graw_files:
             return (f"{self.name}: staging directory {self.staging_dir} holds "
                     f"{self.graw_files} .graw file(s) of an earlier run")
+        if self.next_run_folder:
+            return (f"{self.name}: the next run's folder {self.next_run_folder} exists already "
+                    "on its node; its files would mix with another run's (move it away)")
         return None
 
 
@@ -64,26 +69,36 @@ class _NodeWork:
     ecc_servers: list[str] = field(default_factory=list)
 
 
-def _check_node(access: NodeAccess, work: _NodeWork):
+def _check_node(access: NodeAccess, work: _NodeWork, next_run: tuple[str, int] | None):
     dirs = [staging for _, staging in work.routers]
     processes = ((ROUTER_PROCESS,) if work.routers else ()) + \
         ((ECC_PROCESS,) if work.ecc_servers else ())
     try:
         with Node(access) as node:
-            found = check(node, dirs, processes)
+            found = check(node, dirs, processes, next_run)
     except NodeError as exc:
         return ([RouterStatus(name, access.name, staging, None, None, str(exc))
                  for name, staging in work.routers],
                 [EccProcessStatus(name, access.name, None, str(exc)) for name in work.ecc_servers])
     return ([RouterStatus(name, access.name, staging, found.processes[ROUTER_PROCESS],
-                          found.graw_files[staging]) for name, staging in work.routers],
+                          found.graw_files[staging], next_run_folder=_taken(found, staging,
+                                                                            next_run))
+             for name, staging in work.routers],
             [EccProcessStatus(name, access.name, found.processes[ECC_PROCESS])
              for name in work.ecc_servers])
 
 
+def _taken(found, staging: str, next_run: tuple[str, int] | None) -> str | None:
+    folder = run_folder(staging, *next_run) if next_run else None
+    return folder if folder in found.taken else None
+
+
 def check_nodes() -> tuple[list[RouterStatus], list[EccProcessStatus]]:
-    """Check every node once: its data routers and its ECC servers' processes; record it all."""
+    """Check every node once: its data routers (process, staging clean, the next run's folder
+    not there yet) and its ECC servers' processes; record it all."""
     with session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+        next_run = (experiment.name, experiment.last_run_number + 1) if experiment else None
         routers = s.exec(select(DataRouter, DaqNode)
                          .join(DaqNode, DataRouter.node_id == DaqNode.id)
                          .order_by(DataRouter.name)).all()
@@ -99,7 +114,7 @@ def check_nodes() -> tuple[list[RouterStatus], list[EccProcessStatus]]:
     if not by_node:
         return [], []
     with ThreadPoolExecutor(max_workers=min(16, len(by_node))) as pool:
-        outcomes = list(pool.map(lambda item: _check_node(*item), by_node.items()))
+        outcomes = list(pool.map(lambda item: _check_node(*item, next_run), by_node.items()))
     router_statuses = sorted((st for batch, _ in outcomes for st in batch), key=lambda st: st.name)
     ecc_statuses = sorted((st for _, batch in outcomes for st in batch), key=lambda st: st.name)
     _record(router_statuses, ecc_statuses)
@@ -124,6 +139,7 @@ def _record(router_statuses: list[RouterStatus], ecc_statuses: list[EccProcessSt
             if (router := routers.get(status.name)) is not None:
                 router.online, router.graw_files = status.online, status.graw_files
                 router.last_error, router.checked_at = status.error, now
+                router.next_run_folder = status.next_run_folder
         servers = _by_name(s, ECCServer)
         for status in ecc_statuses:
             if (server := servers.get(status.name)) is not None:
@@ -132,5 +148,6 @@ def _record(router_statuses: list[RouterStatus], ecc_statuses: list[EccProcessSt
 
 
 def problems() -> list[str]:
-    """Check now; what stops a run from starting (dirty, missing or unreachable staging)."""
+    """Check now; what stops a run from starting (dirty, missing or unreachable staging, the
+    next run's folder already there)."""
     return [p for p in (st.problem() for st in check_all()) if p]

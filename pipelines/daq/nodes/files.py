@@ -74,9 +74,10 @@ for f in "$@"; do
 done
 """
 
-# $1 how many process names follow, the names, then staging dirs. Prints running|stopped
-# per process, then per dir its .graw count (or "missing"). A name longer than the 15
-# characters Linux keeps of a command name (getEccSoapServer) is matched as argv[0] instead.
+# $1 how many process names follow, the names, then pairs of a staging dir and the next run's
+# folder in it. Prints running|stopped per process, then per pair the dir's .graw count (or
+# "missing") and whether the folder exists|absent. A name longer than the 15 characters
+# Linux keeps of a command name (getEccSoapServer) is matched as argv[0] instead.
 CHECK = r"""
 set -u
 count=$1
@@ -89,11 +90,14 @@ while [ "$count" -gt 0 ]; do
      pgrep -f -- "^([^ ]*/)?$name"'( |$)' >/dev/null 2>&1
   then echo running; else echo stopped; fi
 done
-for d in "$@"; do
-  if [ ! -d "$d" ]; then echo missing; continue; fi
+while [ "$#" -ge 2 ]; do
+  d=$1 run=$2
+  shift 2
+  if [ -e "$run" ]; then taken=exists; else taken=absent; fi
+  if [ ! -d "$d" ]; then echo "missing $taken"; continue; fi
   n=0
   for f in "$d"/*.graw; do [ -e "$f" ] && n=$((n+1)); done
-  echo "$n"
+  echo "$n $taken"
 done
 """
 
@@ -139,23 +143,31 @@ def backup_configs(node: Node, config_dir: str, backup_root: str, experiment: st
 
 @dataclass(frozen=True)
 class NodeCheck:
-    """Which processes run on a node, and the .graw count of each staging dir (None: missing)."""
+    """Which processes run on a node, the .graw count of each staging dir (None: missing),
+    and which of the next run's folders exist already."""
 
     processes: dict[str, bool]
     graw_files: dict[str, int | None]
+    taken: set[str]
 
 
-def check(node: Node, staging_dirs: list[str],
-          processes: tuple[str, ...] = (ROUTER_PROCESS,)) -> NodeCheck:
-    """Whether each of ``processes`` runs on the node, and how many .graw files each dir holds."""
-    result = node.script("check", CHECK, str(len(processes)), *processes, *staging_dirs)
-    lines = result.stdout.split()
-    if result.status != 0 or len(lines) != len(processes) + len(staging_dirs):
+def check(node: Node, staging_dirs: list[str], processes: tuple[str, ...] = (ROUTER_PROCESS,),
+          next_run: tuple[str, int] | None = None) -> NodeCheck:
+    """Whether each of ``processes`` runs on the node, how many .graw files each dir holds,
+    and, for ``next_run`` (experiment, number), whose run folder exists already."""
+    folders = [run_folder(d, *next_run) if next_run else "" for d in staging_dirs]
+    pairs = [arg for d, folder in zip(staging_dirs, folders) for arg in (d, folder)]
+    result = node.script("check", CHECK, str(len(processes)), *processes, *pairs)
+    words = result.stdout.split()
+    if result.status != 0 or len(words) != len(processes) + 2 * len(staging_dirs):
         raise node.fail("check", result)
-    running = {name: value == "running" for name, value in zip(processes, lines)}
-    counts = {d: (None if value == "missing" else int(value))
-              for d, value in zip(staging_dirs, lines[len(processes):])}
-    return NodeCheck(running, counts)
+    running = {name: value == "running" for name, value in zip(processes, words)}
+    rest = words[len(processes):]
+    counts = {d: (None if rest[2 * i] == "missing" else int(rest[2 * i]))
+              for i, d in enumerate(staging_dirs)}
+    taken = {folders[i] for i in range(len(staging_dirs))
+             if next_run and rest[2 * i + 1] == "exists"}
+    return NodeCheck(running, counts, taken)
 
 
 def config_files(config: dict) -> list[str]:

@@ -5,7 +5,7 @@ from sqlmodel import select
 
 from models import Run, Stage, Step, Workflow, session
 from models.columns import utcnow
-from models.vocabulary import FilesOperation, StepState, WorkflowKind, WorkflowState
+from models.vocabulary import ACTIVE_STATES, FilesOperation, StepState, WorkflowKind, WorkflowState
 from pipelines.daq.ecc.states import Operation
 from pipelines.runcontrol import lock
 from pipelines.runcontrol.errors import StepFailed, Superseded
@@ -25,6 +25,8 @@ def complete_stage(stage_id: int, callback_task_id: str | None = None) -> dict:
         stage = s.get(Stage, stage_id)
         if callback_task_id and stage.callback_task_id != callback_task_id:
             raise Superseded(f"stage '{stage.name}' was replayed; this callback is stale")
+        if s.get(Workflow, stage.workflow_id).state == WorkflowState.ABORTED.value:
+            raise Superseded(f"stage '{stage.name}': its workflow was aborted")
         steps = latest_attempts(s, stage_id)
         failed = [st for st in steps if st.state != StepState.SUCCEEDED.value]
         if failed:
@@ -53,7 +55,8 @@ def _after_stage(s, stage: Stage) -> None:
 def summary(stage: Stage, failed: list[Step]) -> str:
     parts = [st.error or f"{st.target}: {st.state}" for st in failed[:5]]
     more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-    return f"stage '{stage.name}': {len(failed)} step(s) did not succeed: " + "; ".join(parts) + more
+    return (f"stage '{stage.name}': {len(failed)} step(s) did not succeed: " + "; ".join(parts)
+            + more)
 
 
 def fail_stage(stage_id: int, callback_error: str | None = None,
@@ -66,14 +69,18 @@ def fail_stage(stage_id: int, callback_error: str | None = None,
         stage = s.get(Stage, stage_id)
         if callback_task_id and stage.callback_task_id != callback_task_id:
             return
-        failed = [st for st in latest_attempts(s, stage_id) if st.state != StepState.SUCCEEDED.value]
+        workflow = s.get(Workflow, stage.workflow_id)
+        if workflow.state not in ACTIVE_STATES:
+            return  # aborted (or ended) already: its record stays as it is
+        failed = [st for st in latest_attempts(s, stage_id)
+                  if st.state != StepState.SUCCEEDED.value]
         if failed:
             reason = summary(stage, failed)
         else:
             reason = f"stage '{stage.name}': callback failed: {callback_error or 'unknown error'}"
         now = utcnow()
         stage.state, stage.error, stage.finished_at = WorkflowState.FAILED.value, reason, now
-        token = end_workflow(s.get(Workflow, stage.workflow_id), WorkflowState.FAILED, reason)
+        token = end_workflow(workflow, WorkflowState.FAILED, reason)
     lock.release(token)
 
 

@@ -35,6 +35,7 @@ class TransitionOrder:
 
     server: str
     url: str
+    workflow_id: int
     operation: str
     target: EccState
     config: ConfigId
@@ -99,7 +100,8 @@ def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrd
             raise StepFailed(f"ECC server {step.target} is not in the topology any more")
         config = workflow.params.get("config") or {}
         order = TransitionOrder(
-            server=server.name, url=server.url, operation=step.operation,
+            server=server.name, url=server.url, workflow_id=workflow.id,
+            operation=step.operation,
             target=EccState(step.target_state),
             config=ConfigId(config.get("describe", ""), config.get("prepare", ""),
                             config.get("configure", "")),
@@ -220,7 +222,8 @@ def _finish(s, step: Step, error: str | None = None, ecc_state: int | None = Non
     step.duration = (now - step.started_at).total_seconds()
     step.confirmed_state, step.note = ecc_state, note[:500] if note else None
     if ecc_state is not None:  # an UPDATE without reading the row first: one statement
-        seen = dict(state=ecc_state, online=True, last_seen_at=now, last_error=None)
+        seen = dict(state=ecc_state, transition=0, online=True, last_seen_at=now,
+                    last_error=None)
         if ecc_state == EccState.RUNNING:
             seen["running_seen_at"] = now
         s.exec(update(ECCServer).where(ECCServer.name == step.target).values(**seen))

@@ -48,8 +48,8 @@ def fail_workflow(workflow_id: int, reason: str, callback_task_id: str | None = 
     """Mark a workflow failed (its final callback raised, or it could not be sent)."""
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
-        if workflow is None or workflow.state == WorkflowState.FAILED.value:
-            return
+        if workflow is None or workflow.state not in ACTIVE_STATES:
+            return  # failed or aborted already: the first word stays
         if callback_task_id and workflow.callback_task_id != callback_task_id:
             return  # the errback of a final callback that a replay has replaced
         token = end_workflow(workflow, WorkflowState.FAILED, reason)
@@ -61,7 +61,10 @@ def finish_workflow(workflow_id: int, callback_task_id: str | None = None) -> di
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
         if callback_task_id and workflow.callback_task_id != callback_task_id:
-            raise Superseded(f"workflow {workflow_id} was replayed; this callback is stale")
+            raise Superseded(f"workflow {workflow_id} was replayed or aborted; this callback "
+                             "is stale")
+        if workflow.state == WorkflowState.ABORTED.value:
+            raise Superseded(f"workflow {workflow_id} was aborted; nothing more is recorded")
         stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
         unfinished = [st.name for st in stages if st.state != WorkflowState.SUCCEEDED.value]
         if unfinished:
