@@ -10,6 +10,7 @@ from models.daq import (  # noqa: F401
     DataSource,
     ECCServer,
     Experiment,
+    OfferedConfig,
     Run,
     RunFiles,
 )

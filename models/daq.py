@@ -43,6 +43,9 @@ class Run(SQLModel, table=True):
     # The operator's comment at start, and the current note (RunNote keeps every version).
     comment: str = Field(default="", max_length=1000)
     note: str = Field(default="", max_length=4000)
+    # The config each ECC server used, by server name (its config's name).
+    server_configs: dict = Field(default_factory=dict, sa_column=Column(
+        JSON, nullable=False, server_default="{}"))
     # Custom run fields (RunField) by name: a number, or text.
     fields: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False,
                                                                  server_default="{}"))
@@ -102,6 +105,24 @@ class ECCServer(SQLModel, table=True):
     process_running: Optional[bool] = Field(default=None)
     process_checked_at: Optional[datetime] = timestamp()
     process_error: Optional[str] = Field(default=None, max_length=2000)
+    # The config chosen for this server's next transitions ({"describe", "prepare",
+    # "configure"}); None: the experiment's active config.
+    config: Optional[dict] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # When GetConfigIDs was last answered (OfferedConfig holds the answer), or why not.
+    configs_read_at: Optional[datetime] = timestamp()
+    configs_error: Optional[str] = Field(default=None, max_length=2000)
+
+
+# A config one ECC server offers, as its GetConfigIDs last said.
+class OfferedConfig(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("server", "describe", "prepare", "configure"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    # The ECC server's name; names outlive topology reloads.
+    server: str = Field(index=True, max_length=200)
+    describe: str = Field(max_length=200)
+    prepare: str = Field(max_length=200)
+    configure: str = Field(max_length=200)
+    read_at: datetime = timestamp(now=True)
 
 
 # A data router: receives one source's stream and writes .graw files to staging.

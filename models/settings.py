@@ -159,6 +159,10 @@ WATCH_ECC_SECONDS = _define(
 WATCH_ROUTERS_SECONDS = _define(
     "DAQFLOW_WATCH_ROUTERS_SECONDS", "15", seconds,
     "how often beat checks the nodes' data routers and ECC server processes", shown="15 s")
+WATCH_CONFIGS_SECONDS = _define(
+    "DAQFLOW_WATCH_CONFIGS_SECONDS", "60", seconds,
+    "how often beat asks every ECC server which configs it offers (GetConfigIDs)",
+    shown="60 s")
 STALL_SECONDS = _define(
     "DAQFLOW_STALL_SECONDS", "60", seconds,
     "an active workflow nothing has moved for this long is failed as stalled", shown="60 s")

@@ -6,7 +6,7 @@ import json
 from flask import Blueprint, Response, jsonify, request
 
 from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, WorkflowKind
-from pipelines.runcontrol import abort, accounts, launching, progress, replay, runlog
+from pipelines.runcontrol import abort, accounts, configs, launching, progress, replay, runlog
 from pipelines.runcontrol import status as daq_status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth, openapi
@@ -133,6 +133,32 @@ def abort_workflow(workflow_id: int):
 def workflow(workflow_id: int):
     """The progress read of one workflow, with who did what to it."""
     return jsonify(dict(progress.read(workflow_id), actions=accounts.actions_of(workflow_id)))
+
+
+@bp.get("/configs")
+def config_listing():
+    """The configs every server offers, each server's chosen config and what it offers."""
+    return jsonify(configs.listing())
+
+
+@bp.post("/configs/read")
+def read_configs():
+    """Ask every ECC server GetConfigIDs now -> the listing."""
+    if _json_body():
+        raise Invalid("reading the configs takes no fields")
+    configs.read_offered()
+    accounts.note(auth.actor(), "read_configs")
+    return jsonify(configs.listing())
+
+
+@bp.post("/configs/choose")
+def choose_config():
+    """``{"config", "server"}`` (server optional: every server) -> the listing."""
+    body = _json_body()
+    unknown = sorted(map(str, set(body) - {"config", "server"}))
+    if unknown:
+        raise Invalid(f"unknown field(s): {', '.join(unknown)}")
+    return jsonify(configs.choose(body.get("config"), body.get("server"), actor=auth.actor()))
 
 
 @bp.get("/openapi.json")

@@ -115,6 +115,9 @@ SCHEMAS = {
                               "stages": {"type": "array", "items": TEXT},
                               "then": {"type": "array", "items": TEXT},
                               "left_alone": {"type": "integer"}}},
+    "Configs": {"type": "object", "required": ["active", "common", "servers"],
+                "properties": {"active": TEXT, "common": {"type": "array", "items": TEXT},
+                               "servers": {"type": "array", "items": {"type": "object"}}}},
     "Workflow": {"type": "object", "required": ["id", "kind", "state", "stages", "actions"],
                  "properties": {"id": {"type": "integer"}, "kind": TEXT, "state": TEXT,
                                 "stages": {"type": "array"}, "actions": {"type": "array"}}},
@@ -177,6 +180,19 @@ PATHS = {
     "/api/workflows/{workflow_id}": {"get": _operation(
         "A workflow's stages, steps and who did what", {"200": _json(_ref("Workflow"))},
         parameters=[_int_path("workflow_id")])},
+    "/api/configs": {"get": _operation(
+        "Configs: every server's chosen one and what it offers; those all offer",
+        {"200": _json(_ref("Configs"))})},
+    "/api/configs/read": {"post": _operation(
+        "Ask every ECC server GetConfigIDs now", {"200": _json(_ref("Configs"))},
+        requestBody=_body(NO_FIELDS))},
+    "/api/configs/choose": {"post": _operation(
+        "Choose the config for the next Describe: of every server, or of one (audited)",
+        {"200": _json(_ref("Configs")), **REFUSED},
+        requestBody=_body({"type": "object", "additionalProperties": False,
+                           "required": ["config"], "properties": {
+                               "config": {"type": "string", "maxLength": 700},
+                               "server": {"type": "string", "maxLength": 200}}}))},
     "/api/status": {"get": _operation("The DAQ's state, run, sources, servers, routers",
                                       {"200": _json(_ref("Status"))})},
     "/api/openapi.json": {"get": _operation("This description", {"200": _json(

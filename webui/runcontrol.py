@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.columns import utcnow
 from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
-from pipelines.runcontrol import abort, accounts, launching, progress, runfields, status
+from pipelines.runcontrol import abort, accounts, configs, launching, progress, runfields, status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
@@ -65,6 +65,7 @@ def page():
     offering the previous run's values."""
     return render_template("runcontrol/page.html", transitions=TRANSITION_KINDS,
                            run_classes=list(RunClass), run_fields=runfields.described(),
+                           configs=configs.listing(),
                            previous=runfields.previous_values(), **live_context())
 
 
@@ -131,6 +132,31 @@ def server_step(name: str, operation: str):
                        force=request.form.get("force") == "1")
     except (Invalid, NotFound) as exc:
         return refusal(exc)
+
+
+def _configs(status_code: int = 200):
+    return make_response(render_template("runcontrol/_configs.html",
+                                         configs=configs.listing()), status_code,
+                         trigger="daqflow-clear-message")
+
+
+@bp.post("/actions/configs/read")
+def read_configs():
+    """The "Read configs" button: ask every ECC server GetConfigIDs now."""
+    configs.read_offered()
+    accounts.note(auth.actor(), "read_configs")
+    return _configs()
+
+
+@bp.post("/actions/configs/choose")
+def choose_config():
+    """Choose a config (form ``config``) for every server, or for one (form ``server``)."""
+    try:
+        configs.choose(request.form.get("config", ""), request.form.get("server") or None,
+                       actor=auth.actor())
+    except (Invalid, NotFound, Refused) as exc:
+        return refusal(exc)
+    return _configs()
 
 
 @bp.post("/actions/abort")

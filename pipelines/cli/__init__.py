@@ -1,15 +1,26 @@
 """The ``daqflow`` command, one module per group of commands.
 
 ``database`` (db), ``topology`` (topology, simulate), ``users`` (user), ``runs`` (run,
-transition, status, unlock), ``runlog`` (runs), ``workflows`` (workflow), ``nodes``
-(routers), ``up`` (up, web), with the host's process list (``processes``) and their supervisor
-(``supervisor``). Heavy imports happen inside the commands, so ``--help`` is quick.
+transition, status, unlock), ``runlog`` (runs), ``configs`` (configs), ``workflows``
+(workflow), ``nodes`` (routers), ``up`` (up, web), with the host's process list
+(``processes``) and their supervisor (``supervisor``). Heavy imports happen inside the
+commands, so ``--help`` is quick.
 """
 from __future__ import annotations
 
 import click
 
-from pipelines.cli import database, nodes, runlog, runs, topology, up, users, workflows
+from pipelines.cli import (
+    configs,
+    database,
+    nodes,
+    runlog,
+    runs,
+    topology,
+    up,
+    users,
+    workflows,
+)
 from pipelines.cli.common import EXIT_SCHEMA, fail
 
 
@@ -33,5 +44,5 @@ def main():
 
 for command in (database.db, topology.topology, topology.simulate, users.user, up.up, up.web,
                 runs.run, runlog.runs, runs.transition, runs.status, runs.unlock,
-                workflows.workflow, nodes.routers):
+                workflows.workflow, nodes.routers, configs.configs):
     main.add_command(command)

@@ -45,13 +45,18 @@ broker_connection_retry_on_startup = True
 worker_hijack_root_logger = False
 
 # Celery beat watches the DAQ: ECC states (and steps whose worker died) every 5 s, data
-# routers every 15 s, as the operators' old tool did. A check nobody took in its own
+# routers every 15 s, as the operators' old tool did; the configs each server offers
+# every minute. A check nobody took in its own
 # period expires instead of piling up behind a dead worker.
 _ecc_every = settings.WATCH_ECC_SECONDS.get()
 _routers_every = settings.WATCH_ROUTERS_SECONDS.get()
+_configs_every = settings.WATCH_CONFIGS_SECONDS.get()
 beat_schedule = {
     "watch-ecc-servers": {"task": "daqflow.watch.ecc", "schedule": _ecc_every,
                           "options": {"expires": _ecc_every}},
     "watch-data-routers": {"task": "daqflow.files.check_routers", "schedule": _routers_every,
                            "options": {"expires": _routers_every}},
+    # Configs change between runs, not between seconds: a slow rate, and a button.
+    "watch-configs": {"task": "daqflow.watch.configs", "schedule": _configs_every,
+                      "options": {"expires": _configs_every}},
 }

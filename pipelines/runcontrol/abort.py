@@ -27,8 +27,10 @@ from pipelines.runcontrol.records.steps import latest_attempts
 FLAG_SECONDS = 86400
 
 
-def _flag(workflow_id: int) -> str:
-    return f"daqflow:aborted:{workflow_id}"
+def _flag(lock_token: str) -> str:
+    # Keyed by the lock token the workflow ran under: a replay runs under a new one, and
+    # a workflow id may come back in a new database.
+    return f"daqflow:aborted:{lock_token}"
 
 
 def _client() -> redis.Redis:
@@ -36,10 +38,11 @@ def _client() -> redis.Redis:
                                 socket_connect_timeout=2)
 
 
-def is_aborted(workflow_id: int) -> bool:
-    """Whether a workflow was aborted: what a running step asks at its polls."""
+def is_aborted(lock_token: str) -> bool:
+    """Whether the workflow running under ``lock_token`` was aborted: what a running step
+    asks at its polls."""
     try:
-        return bool(_client().exists(_flag(workflow_id)))
+        return bool(_client().exists(_flag(lock_token)))
     except (redis.RedisError, OSError):
         return False  # Redis away: the step goes on; its workflow is ended in the database
 
@@ -80,7 +83,8 @@ def abort(workflow_id: int, actor: str | None = None) -> dict:
                         running=sorted(st.target for st in running),
                         not_started=sorted(st.target for st in waiting))
     try:
-        _client().set(_flag(workflow_id), who, ex=FLAG_SECONDS)
+        if token:
+            _client().set(_flag(token), who, ex=FLAG_SECONDS)
     except (redis.RedisError, OSError):
         pass  # the running steps go on to their deadline; the record is already right
     lock.release(token)

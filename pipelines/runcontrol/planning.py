@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from sqlmodel import select
 
 from models import (
-    Config,
     DataRouter,
     DataSource,
     ECCServer,
@@ -36,6 +35,7 @@ from pipelines.daq.ecc.states import (
     state_name,
     step_back,
 )
+from pipelines.runcontrol import configs
 from pipelines.runcontrol.errors import NotFound, Refused
 
 # Operations that need the CoBos before the MuTAnT (its Configure needs every CoBo READY,
@@ -117,11 +117,17 @@ def current_run(s) -> Run | None:
 
 
 def _active_config(s) -> dict:
-    config = s.exec(select(Config).where(Config.active == True)).first()  # noqa: E712
+    config = configs.active_config(s)
     if config is None:
         raise Refused("no config is active: load a topology first")
-    return {"name": config.name, "describe": config.describe, "prepare": config.prepare,
-            "configure": config.configure}
+    return config
+
+
+def _refuse_unoffered(s, servers: list[ECCServer], active: dict) -> None:
+    problems = configs.not_offered(s, servers, active)
+    if problems:
+        raise Refused("a Describe sends each server its config, and " + "; ".join(problems)
+                      + " (read the configs again, or choose another)")
 
 
 def _not_in(servers, state: EccState) -> list[str]:
@@ -148,11 +154,16 @@ def plan(s, kind: str, title: str = "", run_class: str = RunClass.TEST,
     if not servers:
         raise Refused("no ECC servers: load a topology first")
     _refuse_if_busy(s)
-    params = {"config": _active_config(s)}
+    active = _active_config(s)
+    # Every transition sends each server its config: the one chosen for it, or the active one.
+    params = {"config": active, "configs": {
+        srv.name: configs.config_for(srv, active) for srv, _ in servers}}
     running = current_run(s)
     if kind == WorkflowKind.SERVER_STEP:
         params.update(server=server, operation=operation, force=force)
         stage = server_step(servers, server, operation, running, force)
+        if stage.operation == Operation.DESCRIBE:
+            _refuse_unoffered(s, [srv for srv, _ in servers if srv.name == server], active)
         return WorkflowPlan([stage], params, None,
                             {srv.name: srv.expected_seconds for srv, _ in servers})
     if kind == WorkflowKind.START_RUN:
@@ -175,6 +186,8 @@ def plan(s, kind: str, title: str = "", run_class: str = RunClass.TEST,
         operation = COLLECTIVE[kind]
         if running is not None:
             raise Refused(f"run {running.number} is going; stop it first")
+        if operation == Operation.DESCRIBE:
+            _refuse_unoffered(s, [srv for srv, _ in servers], active)
         targets = {srv.name: (operation, TRANSITIONS[operation][1]) for srv, _ in servers}
     elif kind == WorkflowKind.RESET:
         if running is not None:
@@ -213,6 +226,9 @@ def server_step(servers: list[tuple[ECCServer, bool]], name: str | None, operati
     if running is not None and not force:
         raise Refused(f"run {running.number} is going: moving {name} alone during a run "
                       "needs force")
+    if server.transition:
+        raise Refused(f"{name} is still in transition to {state_name(server.transition)}; "
+                      "wait until it has settled (GetState)")
     soap, target = one_step(name, server.state, is_mutant, operation, _others(servers))
     return StagePlan(f"{soap.lower()} {name}", soap, [(name, soap, target)])
 
@@ -277,6 +293,8 @@ def server_operations(servers: list[tuple[ECCServer, bool]]) -> dict[str, list[s
     legal: dict[str, list[str]] = {}
     for server, is_mutant in servers:
         legal[server.name] = []
+        if server.transition:
+            continue  # still moving: nothing until GetState says it has settled
         for operation in SERVER_OPERATIONS:
             try:
                 one_step(server.name, server.state, is_mutant, operation, others)

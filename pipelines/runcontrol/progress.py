@@ -48,7 +48,10 @@ def _step_view(step: Step, meta: dict | None, now: datetime) -> dict:
         elapsed = meta["result"].get("elapsed")
     if state == StepState.RUNNING.value and step.started_at:
         elapsed = max(elapsed or 0.0, (now - step.started_at).total_seconds())
-    if state in ENDED_STEP_STATES:
+    if state == StepState.ABORTED.value:
+        # Cut loose part-way: the bar stops where the step was, never full.
+        progress = min((elapsed or 0.0) / expected, 0.99) if expected else 0.0
+    elif state in ENDED_STEP_STATES:
         progress = 1.0
     elif state == StepState.RUNNING.value and expected:
         progress = min((elapsed or 0.0) / expected, 0.99)
@@ -92,7 +95,8 @@ def read(workflow_id: int, redis_client=None) -> dict:
     stage_views = []
     for stage in stages.values():
         members = attempts.get(stage.id, {})
-        steps = [_step_view(tries[-1], metas.get(tries[-1].task_id), now) for tries in members.values()]
+        steps = [_step_view(tries[-1], metas.get(tries[-1].task_id), now)
+                 for tries in members.values()]
         history = [_step_view(st, None, now) for tries in members.values() for st in tries[:-1]]
         done = sum(1 for st in steps if st["state"] == StepState.SUCCEEDED.value)
         callback = _callback_state(metas.get(stage.callback_task_id), stage.state)

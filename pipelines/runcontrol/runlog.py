@@ -197,6 +197,7 @@ def run_detail(number: int) -> dict:
             AuditEntry.run_id == run.id, AuditEntry.workflow_id.in_(workflow_ids or [-1])))
             .order_by(AuditEntry.id)).all()
         view.update(
+            server_configs=dict(run.server_configs),
             notes=[{"text": n.text, "author": n.author, "written_at": _iso(n.written_at)}
                    for n in notes],
             workflows=[{"id": w.id, "kind": w.kind, "state": w.state,

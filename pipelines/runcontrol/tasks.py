@@ -24,7 +24,7 @@ from pipelines.daq.nodes.files import backup_configs as backup_on_node
 from pipelines.daq.nodes.files import organize
 from pipelines.orchestration.app import app
 from pipelines.orchestration.results import failure_of
-from pipelines.runcontrol import abort, watch
+from pipelines.runcontrol import abort, configs, watch
 from pipelines.runcontrol.errors import Aborted, StepFailed
 from pipelines.runcontrol.records import stages as stage_records
 from pipelines.runcontrol.records import steps as step_records
@@ -58,17 +58,17 @@ class _ProgressReporter:
     """Publishes a transition's progress as a custom state, at most once a second, and
     stops the transition (Aborted) once its workflow has been aborted."""
 
-    def __init__(self, task: Task, workflow_id: int | None = None):
+    def __init__(self, task: Task, abort_key: str | None = None):
         # The first report after a second: at the start the STARTED state says enough, and
         # hundreds of steps begin at once.
-        self.task, self.last, self.workflow_id = task, time.monotonic(), workflow_id
+        self.task, self.last, self.abort_key = task, time.monotonic(), abort_key
 
     def __call__(self, elapsed: float, expected: float) -> None:
         now = time.monotonic()
         if now - self.last >= 1.0:
             self.last = now
-            if self.workflow_id is not None and abort.is_aborted(self.workflow_id):
-                raise Aborted(f"workflow {self.workflow_id} was aborted")
+            if self.abort_key and abort.is_aborted(self.abort_key):
+                raise Aborted("its workflow was aborted")
             try:
                 self.task.update_state(state="PROGRESS",
                                        meta={"elapsed": round(elapsed, 3), "expected": expected})
@@ -103,7 +103,7 @@ def transition(self, step_id: int) -> dict:
         try:
             sent = drive(client, order.operation, order.target, order.config, order.links,
                          order.deadline_seconds, order.expected_seconds,
-                         on_progress=_ProgressReporter(self, order.workflow_id))
+                         on_progress=_ProgressReporter(self, order.abort_key))
         except Aborted:
             _record_where_it_stopped(step_id, client)
             raise
@@ -193,6 +193,12 @@ def watch_ecc() -> dict:
     return {"states": watch.refresh_ecc_states(),
             "broker_restarted": watch.sweep_broker_restarts(),
             "lost_steps": watch.sweep_lost_steps()}
+
+
+@app.task(name="daqflow.watch.configs", **DB_RETRY)
+def watch_configs() -> dict:
+    """Beat: ask every ECC server which configs it offers (GetConfigIDs)."""
+    return configs.read_offered()
 
 
 @app.task(name="daqflow.files.check_routers", **DB_RETRY)

@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlparse
 
 from lxml import etree
@@ -36,7 +37,8 @@ from lxml import etree
 from pipelines.daq.ecc.payloads import parse_config_ids, parse_data_link_set
 from pipelines.daq.ecc.states import TRANSITIONS, UNDO_FROM, EccState, Operation
 from pipelines.simulator.http import SOAP_ENV, Listener, handler_for, soap_response
-from pipelines.topology.schema import Topology
+from pipelines.topology.loading import ecc_dirs
+from pipelines.topology.schema import Topology, TopologyError
 
 FAULT_KINDS = ("error", "hang", "slow", "refuse")
 
@@ -66,6 +68,8 @@ class SimulatedServer:
     sources: list[str]
     seconds_per_source: float
     configs: list[str]
+    # Where its .xcfg files are: GetConfigIDs lists the configs whose three files are there.
+    config_dir: Path | None = None
     state: int = EccState.IDLE
     target: int | None = None
     done_at: float = 0.0
@@ -77,12 +81,35 @@ class SimulatedServer:
         if self.target is not None and not self.hanging and now >= self.done_at:
             self.state, self.target = self.target, None
 
+    def offered(self) -> list[str]:
+        """The configs it offers: those with describe-, prepare- and configure-<name>.xcfg in
+        its config directory (the topology's configs when it has none)."""
+        if self.config_dir is None:
+            return list(self.configs)
+        try:
+            names = {path.name for path in self.config_dir.iterdir()}
+        except OSError:
+            return []
+        found = {name[len("describe-"):-len(".xcfg")] for name in names
+                 if name.startswith("describe-") and name.endswith(".xcfg")}
+        return sorted(n for n in found
+                      if f"prepare-{n}.xcfg" in names and f"configure-{n}.xcfg" in names)
+
     def fault(self, operation: str, kinds: tuple[str, ...]) -> Fault | None:
         for fault in self.faults:
             if fault.kind in kinds and fault.matches(operation):
                 fault.fire()
                 return fault
         return None
+
+
+def _config_dir(topology: Topology, spec) -> Path | None:
+    """A server's config directory on this machine, if the topology gives it one."""
+    try:
+        config_dir, _ = ecc_dirs(topology, spec) if spec.node else (None, None)
+    except TopologyError:
+        return None
+    return Path(config_dir) if config_dir else None
 
 
 class Simulator:
@@ -97,7 +124,8 @@ class Simulator:
         self.routes: dict[tuple[str, int], dict[str, SimulatedServer]] = {}
         for spec in topology.ecc_servers:
             url = urlparse(spec.url)
-            server = SimulatedServer(spec.name, list(spec.sources), per_source, configs)
+            server = SimulatedServer(spec.name, list(spec.sources), per_source, configs,
+                                     config_dir=_config_dir(topology, spec))
             self.servers[spec.name] = server
             address = (host_override or url.hostname, url.port)
             self.routes.setdefault(address, {})[url.path.rstrip("/") or "/"] = server
@@ -114,7 +142,7 @@ class Simulator:
         request = envelope.find(f"{{{SOAP_ENV}}}Body")[0]
         operation = etree.QName(request).localname
         args = {etree.QName(child).localname: (child.text or "") for child in request}
-        self.record(server.name, operation)
+        self.record(server.name, operation, args.get("configID"))
         slow = server.fault(operation, ("slow",))
         if slow:
             time.sleep(slow.seconds)
@@ -131,7 +159,7 @@ class Simulator:
                 f'<ConfigId><SubConfigId type="describe">{n}</SubConfigId>'
                 f'<SubConfigId type="prepare">{n}</SubConfigId>'
                 f'<SubConfigId type="configure">{n}</SubConfigId></ConfigId>'
-                for n in server.configs)
+                for n in server.offered())
             return soap_response("ResponseText", 0, "", Text=f"<ConfigIdList>{ids}</ConfigIdList>")
         if operation == "ServerExit":
             return soap_response("Response", 0, "")
@@ -165,7 +193,7 @@ class Simulator:
             links = parse_data_link_set(args.get("table", ""))
         except (etree.XMLSyntaxError, IndexError, AttributeError, TypeError, ValueError):
             return "malformed configID or table"
-        if config.describe not in server.configs:
+        if config.describe not in server.offered():
             return f"unknown config {config.describe!r}"
         senders = sorted(link.source for link in links)
         if senders != sorted(server.sources):
@@ -173,10 +201,17 @@ class Simulator:
                     f"drives {', '.join(server.sources)}")
         return None
 
-    def record(self, server: str, operation: str) -> None:
+    def record(self, server: str, operation: str, config_xml: str | None = None) -> None:
+        """Log a request; a transition's entry says which config (its describe name) it sent."""
         stamp = datetime.now(timezone.utc).isoformat()
+        entry = {"time": stamp, "server": server, "operation": operation}
+        if config_xml:
+            try:
+                entry["config"] = parse_config_ids(config_xml)[0].describe
+            except (etree.XMLSyntaxError, IndexError, ValueError):
+                entry["config"] = None
         with self.log_lock:
-            self.log.append({"time": stamp, "server": server, "operation": operation})
+            self.log.append(entry)
         if self.echo and operation != "GetState":
             print(f"{stamp} {server} {operation}", flush=True)
 

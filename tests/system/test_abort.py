@@ -122,9 +122,15 @@ def test_an_aborted_start_is_replayed_after_a_preview_of_what_runs_again(running
     with models.session() as s:
         assert s.get(Workflow, workflow_id).state == "aborted"  # a dry run does nothing
 
-    replayed = client.post(f"/api/workflows/{workflow_id}/replay", headers=token)
-    assert replayed.status_code == 202
-    assert replayed.get_json()["replayed_steps"] == plan["replayed_steps"]
-    view = wait_workflow(workflow_id)
+    # Slow enough that the replayed steps report progress, and so read the abort flag: the
+    # abort of the first attempt must not stop the replay's.
+    sim.set_seconds_per_source(1.5)
+    try:
+        replayed = client.post(f"/api/workflows/{workflow_id}/replay", headers=token)
+        assert replayed.status_code == 202
+        assert replayed.get_json()["replayed_steps"] == plan["replayed_steps"]
+        view = wait_workflow(workflow_id)
+    finally:
+        sim.set_seconds_per_source(0.2)
     assert view["state"] == "succeeded", view
     assert runs() == 1

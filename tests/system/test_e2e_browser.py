@@ -29,6 +29,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 TIMEOUT_MS = 30_000
+# A second config, which the simulated servers offer beside "cfg".
+BEAM_CONFIG = ('\n[[configs]]\nname = "beam"\ndescribe = "beam"\nprepare = "beam"\n'
+               'configure = "beam"\n')
 # The custom run fields of the demo's experiment: one asked at the start, one at the stop.
 RUN_FIELDS = """
 [[run_fields]]
@@ -53,7 +56,8 @@ def demo(tmp_path):
     topology = tmp_path / "topology.toml"
     topology.write_text(simulated_topology([sim_port] * 9, seconds_per_source=1.5,
                                            transition_timeout=30, experiment="e2e",
-                                           staging_root=tmp_path / "staging") + RUN_FIELDS)
+                                           staging_root=tmp_path / "staging") + RUN_FIELDS
+                        + BEAM_CONFIG)
     # The demo's own Redis and secret key; on the PostgreSQL pass, the session's database
     # (the demo's default otherwise: SQLite in its instance folder).
     dropped = ("REDIS_URL", "DAQFLOW_SECRET_KEY") + (
@@ -232,6 +236,48 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     # The page's clocks go on counting from what the server last said.
     expect(checked).to_have_text(re.compile(r"^([3-9]|\d\d+) s ago$"), timeout=8000)
     page.screenshot(path=str(ARTIFACTS / "run-control-connection-lost.png"), full_page=True)
+
+
+def log_in(page, demo) -> None:
+    page.goto(demo["url"] + "/login")
+    page.get_by_label("Name").fill(demo["name"])
+    page.get_by_label("Password").fill(demo["password"])
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_operator_chooses_a_config_moves_one_server_and_aborts_a_hung_one(demo, page):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_in(page, demo)
+    # The configs every server offers, read now; one chosen for every server.
+    page.get_by_role("button", name="Read configs").click()
+    expect(page.locator("#common-configs")).to_have_text("beam, cfg")
+    page.get_by_label("Config for every server").select_option("beam")
+    page.get_by_role("button", name="Choose for all").click()
+    expect(page.locator("#config-for-all")).to_have_text("beam")
+    run_workflow(page, "Describe all", "DESCRIBED")
+    page.locator("#live h2 a").click()
+    expect(page.locator("#workflow-config")).to_have_text("config beam")
+    page.get_by_role("link", name="Run control").click()
+
+    # One server, from its row: back to IDLE alone.
+    row = page.locator('tr[data-ecc-server="ecc-cobo0"]')
+    row.locator('button[data-server-action="undo"]').click()
+    expect(row.locator("td.state")).to_have_text("IDLE")
+    expect(page.locator("#workflow-state")).to_have_text("succeeded")
+
+    # It hangs in its Describe: the operator sees whom an abort would cut loose, aborts it.
+    simulate_fault(demo["sim"], server="ecc-cobo0", kind="hang", operation="Describe")
+    row.locator('button[data-server-action="describe"]').click()
+    expect(page.locator("#waiting")).to_contain_text("waiting for ecc-cobo0 (Describe")
+    page.get_by_role("button", name="Abort").click()
+    expect(page.locator("#workflow-state")).to_have_text("aborted", timeout=2000)
+    expect(row.locator("td.state")).to_contain_text("(in transition to DESCRIBED)")
+    assert "Abort the active workflow?" in page.dialogs[-1]
+    page.screenshot(path=str(ARTIFACTS / "run-control-aborted.png"), full_page=True)
+    assert page.blocked == []
 
 
 @pytest.fixture

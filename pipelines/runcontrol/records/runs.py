@@ -30,7 +30,9 @@ def record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
     params = workflow.params
     run = Run(experiment_id=experiment.id, number=number, title=params.get("title", ""),
               run_class=params.get("run_class", RunClass.TEST),
-              config_name=(params.get("config") or {}).get("name", ""),
+              config_name=_one_name(params),
+              server_configs={server: (config or {}).get("name", "") for server, config
+                              in (params.get("configs") or {}).items()},
               started_at=confirmed_at(s, stages), started_by=asked_by(s, workflow),
               comment=params.get("comment", ""), fields=dict(params.get("fields") or {}))
     s.add(run)
@@ -38,6 +40,14 @@ def record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
     s.flush()
     workflow.run_id = run.id
     return number
+
+
+def _one_name(params: dict) -> str:
+    # The run's config: the one every server used, or "mixed" (server_configs says which).
+    names = {(c or {}).get("name", "") for c in (params.get("configs") or {}).values()}
+    if len(names) > 1:
+        return "mixed"
+    return names.pop() if names else (params.get("config") or {}).get("name", "")
 
 
 def record_run_stopped(s, workflow: Workflow, stages: list[Stage]) -> int:

@@ -35,7 +35,8 @@ class TransitionOrder:
 
     server: str
     url: str
-    workflow_id: int
+    # The lock token its workflow runs under: an abort flags it (abort.is_aborted).
+    abort_key: str | None
     operation: str
     target: EccState
     config: ConfigId
@@ -87,6 +88,12 @@ def _refuse_ended(s, step: Step, workflow: Workflow) -> None:
         raise StepFailed(f"{step.target}: attempt {step.attempt} was replaced by a replay")
 
 
+def config_of(workflow: Workflow, server: str) -> dict:
+    """The config a workflow sends ``server``: chosen for it, or the active one, as planned."""
+    return (workflow.params.get("configs") or {}).get(server) or \
+        workflow.params.get("config") or {}
+
+
 def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrder:
     """Mark a transition step running and return what driving it takes.
 
@@ -98,9 +105,9 @@ def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrd
         server, links = _server_and_links(s, step.target)
         if server is None:
             raise StepFailed(f"ECC server {step.target} is not in the topology any more")
-        config = workflow.params.get("config") or {}
+        config = config_of(workflow, step.target)
         order = TransitionOrder(
-            server=server.name, url=server.url, workflow_id=workflow.id,
+            server=server.name, url=server.url, abort_key=workflow.lock_token,
             operation=step.operation,
             target=EccState(step.target_state),
             config=ConfigId(config.get("describe", ""), config.get("prepare", ""),
@@ -164,7 +171,7 @@ def begin_files_step(step_id: int, group_id: str | None = None) -> FilesOrder:
             source_dir=owner.staging_dir if kind == FilesKind.DATA else owner.config_dir,
             backup_root=None if kind == FilesKind.DATA else owner.backup_dir,
             experiment=experiment.name, run_number=run.number,
-            config_files=config_files(workflow.params.get("config") or {})
+            config_files=config_files(config_of(workflow, step.target))
             if kind == FilesKind.CONFIGS else [],
         )
         _mark_running(step, stage, workflow, group_id)
