@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.columns import timestamp
@@ -22,6 +22,8 @@ class Experiment(SQLModel, table=True):
     # Re-arm the MuTAnT (Breakup, Configure) before each start, so event numbers and
     # timestamps restart with every run.
     rearm_mutant_on_start: bool = Field(default=True)
+    # The topology's [alarms]: thresholds, delays and who is emailed (None: the defaults).
+    alarm_settings: Optional[dict] = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 # One run of an experiment, recorded only once its sources confirmed the start.
@@ -173,5 +175,6 @@ class RunFiles(SQLModel, table=True):
     node: str = Field(max_length=200)
     folder: str = Field(max_length=2000)
     files: int = Field(default=0)
-    bytes: int = Field(default=0)
+    # 64-bit: a run's data are gigabytes per router.
+    bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     recorded_at: Optional[datetime] = timestamp()

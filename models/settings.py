@@ -157,8 +157,15 @@ WATCH_ECC_SECONDS = _define(
     "DAQFLOW_WATCH_ECC_SECONDS", "5", seconds,
     "how often beat asks every ECC server its state and looks for lost steps", shown="5 s")
 WATCH_ROUTERS_SECONDS = _define(
-    "DAQFLOW_WATCH_ROUTERS_SECONDS", "15", seconds,
-    "how often beat checks the nodes' data routers and ECC server processes", shown="15 s")
+    "DAQFLOW_WATCH_ROUTERS_SECONDS", "10", seconds,
+    "how often beat checks the nodes' data routers (and samples their write rate and free "
+    "disk) and ECC server processes", shown="10 s")
+HEALTH_RETENTION_DAYS = _define(
+    "DAQFLOW_HEALTH_RETENTION_DAYS", "7", seconds,
+    "how many days the data routers' health samples are kept", shown="7")
+ALARM_REMINDER_MINUTES = _define(
+    "DAQFLOW_ALARM_REMINDER_MINUTES", "30", seconds,
+    "an alarm nobody acknowledged is notified again after this many minutes", shown="30")
 WATCH_CONFIGS_SECONDS = _define(
     "DAQFLOW_WATCH_CONFIGS_SECONDS", "60", seconds,
     "how often beat asks every ECC server which configs it offers (GetConfigIDs)",
@@ -166,6 +173,26 @@ WATCH_CONFIGS_SECONDS = _define(
 STALL_SECONDS = _define(
     "DAQFLOW_STALL_SECONDS", "60", seconds,
     "an active workflow nothing has moved for this long is failed as stalled", shown="60 s")
+
+# --- notifications ---------------------------------------------------------------------
+
+SMTP_HOST = _define(
+    "DAQFLOW_SMTP_HOST", None, text, "the mail server alarms are emailed through (none: no email)",
+    shown="none")
+SMTP_PORT = _define("DAQFLOW_SMTP_PORT", "587", count, "the mail server's port", shown="587")
+SMTP_STARTTLS = _define(
+    "DAQFLOW_SMTP_STARTTLS", "1", flag, "encrypt the mail session (STARTTLS) before logging in",
+    shown="on")
+SMTP_USER = _define("DAQFLOW_SMTP_USER", None, text, "the mail server's login, if it asks for one",
+                    shown="none")
+SMTP_PASSWORD = _define("DAQFLOW_SMTP_PASSWORD", None, text, "that login's password",
+                        shown="none")
+SMTP_FROM = _define("DAQFLOW_SMTP_FROM", "daqflow@localhost", text,
+                    "the sender of alarm emails", shown="daqflow@localhost")
+ALARM_WEBHOOK_URL = _define(
+    "DAQFLOW_ALARM_WEBHOOK_URL", None, text,
+    "where alarms are POSTed as JSON {\"text\"} (Mattermost, Slack); none: no webhook",
+    shown="none")
 
 # --- the DAQ's servers and nodes -----------------------------------------------------------
 

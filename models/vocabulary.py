@@ -117,3 +117,13 @@ class RunOutcome(StrEnum):
     # Stopped, but its data are not (yet) in the run's folder on every node.
     FILES_NOT_ORGANIZED = "files not organized"
     COMPLETE = "complete"
+
+
+class AlarmKind(StrEnum):
+    """What an alarm is about; each has its threshold and delay in the topology's [alarms]."""
+
+    ECC_OFFLINE = "ecc_offline"
+    PROCESS_DOWN = "process_down"
+    RATE_LOW = "rate_low"
+    DISK_LOW = "disk_low"
+    WORKFLOW_FAILED = "workflow_failed"

@@ -1,6 +1,7 @@
 """daqflow's web interface: the Flask app factory. One blueprint per feature
-(``runcontrol``, ``runlog``, ``history``, ``api``, ``auth``); input checks (``inputs``), error
-answers (``errors``) and template filters (``filters``) in modules named for them."""
+(``runcontrol``, ``runlog``, ``alarms``, ``history``, ``api``, ``auth``); input checks
+(``inputs``), error answers (``errors``) and template filters (``filters``) in modules
+named for them."""
 from __future__ import annotations
 
 from flask import Flask
@@ -17,7 +18,7 @@ def create_app(config: dict | None = None) -> Flask:
     The database's schema is a command's business (``daqflow web`` and ``up``
     prepare it), not the factory's.
     """
-    from webui import api, auth, headers, history, runcontrol, runlog
+    from webui import alarms, api, auth, headers, history, runcontrol, runlog
     from webui.errors import register_json_errors
     from webui.filters import register_filters
 
@@ -63,6 +64,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(runcontrol.bp)
     app.register_blueprint(history.bp)
     app.register_blueprint(runlog.bp)
+    app.register_blueprint(alarms.bp)
     app.register_blueprint(api.bp)
     register_json_errors(app)
     return app

@@ -2,11 +2,23 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, jsonify, request
 
+from models.columns import utcnow
 from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, WorkflowKind
-from pipelines.runcontrol import abort, accounts, configs, launching, progress, replay, runlog
+from pipelines.runcontrol import (
+    abort,
+    accounts,
+    alarms,
+    configs,
+    health,
+    launching,
+    progress,
+    replay,
+    runlog,
+)
 from pipelines.runcontrol import status as daq_status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth, openapi
@@ -159,6 +171,37 @@ def choose_config():
     if unknown:
         raise Invalid(f"unknown field(s): {', '.join(unknown)}")
     return jsonify(configs.choose(body.get("config"), body.get("server"), actor=auth.actor()))
+
+
+@bp.get("/alarms")
+def alarm_listing():
+    """The active alarms and the history."""
+    return jsonify(alarms.listing())
+
+
+@bp.post("/alarms/<int(max=2147483647):alarm_id>/ack")
+def acknowledge_alarm(alarm_id: int):
+    """Acknowledge an alarm (operators; audited) -> the alarm."""
+    if _json_body():
+        raise Invalid("acknowledging takes no fields")
+    return jsonify(alarms.acknowledge(alarm_id, actor=auth.actor()))
+
+
+@bp.get("/health/routers")
+def router_health():
+    """Each data router's samples (write rate, files, bytes, free disk) ``?since=`` an ISO
+    time (default: the last hour)."""
+    unknown = sorted(set(request.args) - {"since"})
+    if unknown:
+        raise Invalid(f"unknown parameter(s): {', '.join(unknown)[:200]}; use since")
+    since = request.args.get("since")
+    try:
+        start = datetime.fromisoformat(since) if since else utcnow() - timedelta(hours=1)
+    except ValueError:
+        raise Invalid("since must be an ISO time like 2026-11-23T03:00:00+00:00") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    return jsonify(health.series(start))
 
 
 @bp.get("/openapi.json")

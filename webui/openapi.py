@@ -118,6 +118,9 @@ SCHEMAS = {
     "Configs": {"type": "object", "required": ["active", "common", "servers"],
                 "properties": {"active": TEXT, "common": {"type": "array", "items": TEXT},
                                "servers": {"type": "array", "items": {"type": "object"}}}},
+    "Alarms": {"type": "object", "required": ["active", "history"],
+               "properties": {"active": {"type": "array", "items": {"type": "object"}},
+                              "history": {"type": "array", "items": {"type": "object"}}}},
     "Workflow": {"type": "object", "required": ["id", "kind", "state", "stages", "actions"],
                  "properties": {"id": {"type": "integer"}, "kind": TEXT, "state": TEXT,
                                 "stages": {"type": "array"}, "actions": {"type": "array"}}},
@@ -193,6 +196,18 @@ PATHS = {
                            "required": ["config"], "properties": {
                                "config": {"type": "string", "maxLength": 700},
                                "server": {"type": "string", "maxLength": 200}}}))},
+    "/api/alarms": {"get": _operation(
+        "Active alarms and the history", {"200": _json(_ref("Alarms"))})},
+    "/api/alarms/{alarm_id}/ack": {"post": _operation(
+        "Acknowledge an alarm (operators; audited)", {"200": _json({"type": "object"}),
+                                                      **REFUSED},
+        parameters=[_int_path("alarm_id")], requestBody=_body(NO_FIELDS))},
+    "/api/health/routers": {"get": _operation(
+        "Each data router's health samples: write rate, files, bytes, free disk",
+        {"200": _json({"type": "object", "additionalProperties": {"type": "array"}})},
+        parameters=[{"name": "since", "in": "query",
+                     "description": "an ISO time (default: an hour ago)",
+                     "schema": {"type": "string", "format": "date-time"}}])},
     "/api/status": {"get": _operation("The DAQ's state, run, sources, servers, routers",
                                       {"200": _json(_ref("Status"))})},
     "/api/openapi.json": {"get": _operation("This description", {"200": _json(

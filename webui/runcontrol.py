@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 from flask import Blueprint, current_app, render_template, request
 from htmx_flask import make_response
@@ -11,7 +12,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.columns import utcnow
 from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, RunClass, WorkflowKind
 from pipelines.daq.nodes import checks
-from pipelines.runcontrol import abort, accounts, configs, launching, progress, runfields, status
+from pipelines.runcontrol import (
+    abort,
+    accounts,
+    configs,
+    health,
+    launching,
+    progress,
+    runfields,
+    status,
+)
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
@@ -33,9 +43,13 @@ def live_context() -> dict:
                 by_server[step["target"]] = step
     active = bool(workflow and workflow["active"])
     poll = current_app.config["POLL_SECONDS" if active else "IDLE_POLL_SECONDS"]
+    # Each router's write rate and free disk, with a sparkline of the last quarter hour.
+    recent = health.series(utcnow() - timedelta(minutes=15))
+    router_health = {router: {**points[-1], "spark": health.sparkline(points)}
+                     for router, points in recent.items() if points}
     return {"status": daq, "workflow": workflow, "step_of": by_server,
             "overview": overview(daq, by_server, workflow), "poll_seconds": f"{poll:g}",
-            "rendered_at": utcnow().isoformat()}
+            "router_health": router_health, "rendered_at": utcnow().isoformat()}
 
 
 class _LiveCache:

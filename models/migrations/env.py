@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 import models.access  # noqa: F401  (register the tables)
 import models.daq  # noqa: F401
+import models.health  # noqa: F401
 import models.runlog  # noqa: F401
 import models.workflow  # noqa: F401
 

@@ -1,16 +1,17 @@
 """The ``daqflow`` command, one module per group of commands.
 
 ``database`` (db), ``topology`` (topology, simulate), ``users`` (user), ``runs`` (run,
-transition, status, unlock), ``runlog`` (runs), ``configs`` (configs), ``workflows``
-(workflow), ``nodes`` (routers), ``up`` (up, web), with the host's process list
-(``processes``) and their supervisor (``supervisor``). Heavy imports happen inside the
-commands, so ``--help`` is quick.
+transition, status, unlock), ``runlog`` (runs), ``configs`` (configs), ``alarms``
+(alarms), ``workflows`` (workflow), ``nodes`` (routers), ``up`` (up, web), with the host's
+process list (``processes``) and their supervisor (``supervisor``). Heavy imports happen
+inside the commands, so ``--help`` is quick.
 """
 from __future__ import annotations
 
 import click
 
 from pipelines.cli import (
+    alarms,
     configs,
     database,
     nodes,
@@ -44,5 +45,5 @@ def main():
 
 for command in (database.db, topology.topology, topology.simulate, users.user, up.up, up.web,
                 runs.run, runlog.runs, runs.transition, runs.status, runs.unlock,
-                workflows.workflow, nodes.routers, configs.configs):
+                workflows.workflow, nodes.routers, configs.configs, alarms.alarms):
     main.add_command(command)

@@ -13,13 +13,15 @@ from models import settings
 CELERY_APP = "pipelines.orchestration.app"
 
 
-def _worker(queue: str, concurrency: int) -> list[str]:
+def _worker(name: str, concurrency: int, queues: str | None = None) -> list[str]:
     # ECC transitions and SSH sessions wait on the network: thread pools, many threads.
     return ["celery", "-A", CELERY_APP, "worker", "--pool", "threads", "--concurrency",
-            str(concurrency), "--queues", queue, "--hostname", f"{queue}@%h", "--loglevel", "INFO"]
+            str(concurrency), "--queues", queues or name, "--hostname", f"{name}@%h",
+            "--loglevel", "INFO"]
 
 
-def processes(instance: Path, topology: Path | None, port: int | None = None) -> dict[str, list[str]]:
+def processes(instance: Path, topology: Path | None,
+              port: int | None = None) -> dict[str, list[str]]:
     """Every process by name, in start order: web, control, files, simulator, beat, flower.
 
     ``simulator`` is for the demo and ``flower`` on request; ``daqflow up`` drops them
@@ -29,7 +31,9 @@ def processes(instance: Path, topology: Path | None, port: int | None = None) ->
         "web": ["daqflow", "web", "--host", settings.WEB_HOST.get(), "--port",
                 str(port or settings.WEB_PORT.get())],
         "control": _worker("control", settings.CONTROL_CONCURRENCY.get()),
-        "files": _worker("files", settings.FILES_CONCURRENCY.get()),
+        # Alarm notifications (SMTP, webhook) wait on the network too, rarely: the files
+        # worker serves them beside the nodes' file work.
+        "files": _worker("files", settings.FILES_CONCURRENCY.get(), "files,notify"),
         "simulator": ["daqflow", "simulate", "--topology", str(topology or "")],
         "beat": ["celery", "-A", CELERY_APP, "beat", "--schedule",
                  f"{instance}/celerybeat-schedule", "--loglevel", "INFO"],

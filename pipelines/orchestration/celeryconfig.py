@@ -30,7 +30,7 @@ worker_prefetch_multiplier = 1
 # ECC transitions wait on the network: they go to the `control` queue, which a worker
 # serves with a thread pool of high concurrency. File work goes to its own `files` queue.
 task_default_queue = "control"
-task_routes = {"daqflow.files.*": {"queue": "files"}}
+task_routes = {"daqflow.files.*": {"queue": "files"}, "daqflow.notify.*": {"queue": "notify"}}
 
 # Workers report STARTED so the progress read can tell queued from running.
 task_track_started = True
@@ -45,7 +45,7 @@ broker_connection_retry_on_startup = True
 worker_hijack_root_logger = False
 
 # Celery beat watches the DAQ: ECC states (and steps whose worker died) every 5 s, data
-# routers every 15 s, as the operators' old tool did; the configs each server offers
+# routers (and their health samples) every 10 s; the configs each server offers
 # every minute. A check nobody took in its own
 # period expires instead of piling up behind a dead worker.
 _ecc_every = settings.WATCH_ECC_SECONDS.get()
@@ -59,4 +59,7 @@ beat_schedule = {
     # Configs change between runs, not between seconds: a slow rate, and a button.
     "watch-configs": {"task": "daqflow.watch.configs", "schedule": _configs_every,
                       "options": {"expires": _configs_every}},
+    # Health samples older than DAQFLOW_HEALTH_RETENTION_DAYS go, once an hour.
+    "forget-old-samples": {"task": "daqflow.watch.retention", "schedule": 3600,
+                           "options": {"expires": 3600}},
 }

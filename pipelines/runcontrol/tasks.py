@@ -22,9 +22,10 @@ from pipelines.daq.nodes import checks
 from pipelines.daq.nodes.connection import Node, NodeError
 from pipelines.daq.nodes.files import backup_configs as backup_on_node
 from pipelines.daq.nodes.files import organize
+from pipelines.daq.notify import NotifyError
 from pipelines.orchestration.app import app
 from pipelines.orchestration.results import failure_of
-from pipelines.runcontrol import abort, configs, watch
+from pipelines.runcontrol import abort, alarms, configs, health, watch
 from pipelines.runcontrol.errors import Aborted, StepFailed
 from pipelines.runcontrol.records import stages as stage_records
 from pipelines.runcontrol.records import steps as step_records
@@ -201,10 +202,40 @@ def watch_configs() -> dict:
     return configs.read_offered()
 
 
+# A mail server or webhook that is briefly away gets a few more tries, backing off; each
+# failure is on the alarm for the shift to see meanwhile.
+NOTIFY_RETRY = dict(autoretry_for=(NotifyError, OperationalError), retry_backoff=5,
+                    retry_backoff_max=300, max_retries=6, retry_jitter=True)
+
+
+@app.task(name="daqflow.notify.alarm", **NOTIFY_RETRY)
+def notify_alarm(alarm_id: int, reminder: bool = False) -> dict:
+    """Email and post one alarm (or its reminder); never twice for the same occasion."""
+    return alarms.notify(alarm_id, reminder)
+
+
+@app.task(name="daqflow.watch.retention", **DB_RETRY)
+def forget_old_samples() -> dict:
+    """Beat: delete health samples older than DAQFLOW_HEALTH_RETENTION_DAYS."""
+    return {"deleted": health.forget_old_samples()}
+
+
+def _alarm_tick() -> dict:
+    """Raise and clear alarms from what the checks found; send their notifications."""
+    outcome = alarms.evaluate()
+    for alarm_id in outcome["raised"]:
+        notify_alarm.delay(alarm_id)
+    for alarm_id in outcome["remind"]:
+        notify_alarm.delay(alarm_id, True)
+    return outcome
+
+
 @app.task(name="daqflow.files.check_routers", **DB_RETRY)
 def check_routers() -> dict:
-    """Beat: check every node's data routers (process, staging) and ECC server processes."""
+    """Beat: check every node's data routers (process, staging, health sample) and ECC server
+    processes; then raise and clear alarms."""
     router_statuses, ecc_statuses = checks.check_nodes()
+    _alarm_tick()
     return {"routers": [{"router": st.name, "online": st.online, "graw_files": st.graw_files,
                          "error": st.error} for st in router_statuses],
             "ecc_servers": [{"server": st.name, "process_running": st.running,

@@ -274,6 +274,14 @@ class Simulator:
         return 200, {"added": payload}
 
     def _set(self, payload: dict) -> tuple[int, object]:
+        if "router_writes" in payload and self.routers is not None:
+            # {"files_per_run", "interval", "file_bytes"}: how the routers write while running.
+            self.routers.set_writes(**payload["router_writes"])
+        if "router_writing" in payload and self.routers is not None:
+            # {router name: false} stops one writing (its program hangs), true resumes it.
+            for name, writing in payload["router_writing"].items():
+                if not self.routers.set_writing(name, bool(writing)):
+                    return 404, {"error": f"no simulated data router {name!r}"}
         if "seconds_per_source" in payload:
             for server in self.servers.values():
                 server.seconds_per_source = float(payload["seconds_per_source"])

@@ -71,6 +71,8 @@ class SimulatedRouter:
     run_stamp: str | None = None
     written: int = 0
     last_write: float = 0.0
+    # False: its program hangs, it writes nothing while its server runs.
+    writing: bool = True
 
 
 class SimulatedRouters:
@@ -80,6 +82,7 @@ class SimulatedRouters:
                  file_bytes: int = 8192):
         self.sim, self.files_per_run, self.interval = sim, files_per_run, interval
         self.file_bytes = file_bytes
+        self.defaults = (files_per_run, interval, file_bytes)
         server_of = {src: srv.name for srv in topology.ecc_servers for src in srv.sources}
         staging = staging_dirs(topology)
         self.routers = [SimulatedRouter(r.name, server_of[r.source], Path(staging[r.name]))
@@ -110,6 +113,25 @@ class SimulatedRouters:
             router.staging_dir.mkdir(parents=True, exist_ok=True)
         threading.Thread(target=self._loop, name="sim-routers", daemon=True).start()
 
+    def set_writes(self, files_per_run: int | None = None, interval: float | None = None,
+                   file_bytes: int | None = None) -> None:
+        """How every router writes while its server runs: at most ``files_per_run`` files of
+        ``file_bytes``, one every ``interval`` seconds (a known rate, for the tests)."""
+        if files_per_run is not None:
+            self.files_per_run = int(files_per_run)
+        if interval is not None:
+            self.interval = float(interval)
+        if file_bytes is not None:
+            self.file_bytes = int(file_bytes)
+
+    def set_writing(self, name: str, writing: bool) -> bool:
+        """Stop one router writing, or let it write again; False if there is no such router."""
+        for router in self.routers:
+            if router.name == name:
+                router.writing = writing
+                return True
+        return False
+
     def set_process(self, name: str, running: bool) -> None:
         """Stop a placeholder process (the program died), or have it (back) up."""
         process = self.processes[name]
@@ -124,11 +146,13 @@ class SimulatedRouters:
             process.stop()
 
     def reset(self) -> None:
-        """Forget the runs in progress and bring the placeholder processes back."""
+        """Forget the runs in progress, write as at the start, and bring the placeholder
+        processes back."""
+        self.files_per_run, self.interval, self.file_bytes = self.defaults
         for router in self.routers:
             server = self.sim.servers[router.server]
             with server.lock:
-                router.run_stamp, router.written = None, 0
+                router.run_stamp, router.written, router.writing = None, 0, True
         for process in self.processes.values():
             process.wanted = process.needed
 
@@ -153,7 +177,8 @@ class SimulatedRouters:
                 return
             if router.run_stamp is None:
                 router.run_stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            if router.written >= self.files_per_run or now - router.last_write < self.interval:
+            if (not router.writing or router.written >= self.files_per_run
+                    or now - router.last_write < self.interval):
                 return
             name = f"{router.name}_{router.run_stamp}_{router.written:04d}.graw"
             router.staging_dir.mkdir(parents=True, exist_ok=True)

@@ -109,6 +109,7 @@ def load(topo: Topology) -> None:
             s.add(experiment)
             s.flush()
         experiment.rearm_mutant_on_start = topo.experiment.rearm_mutant_on_start
+        experiment.alarm_settings = topo.alarms.model_dump()
         if topo.experiment.next_run is not None:
             set_next_run(s, experiment, topo.experiment.next_run)
         write_run_fields(s, experiment.id, topo.run_fields)

@@ -175,6 +175,29 @@ class RunFieldSpec(_Strict):
         return self
 
 
+class AlarmsSpec(_Strict):
+    """When the shift is woken: thresholds and delays, and who is emailed."""
+
+    # Below this write rate (MB/s) for rate_delay_seconds while a run is going: "no data".
+    rate_min_mb_per_s: float = Field(default=0.001, ge=0, allow_inf_nan=False)
+    rate_delay_seconds: float = Field(default=60.0, gt=0, le=86400, allow_inf_nan=False)
+    # Less free space (GB) than this on a staging directory's filesystem.
+    disk_free_min_gb: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    # Recipients of every alarm, and more per alarm kind (ecc_offline, process_down,
+    # rate_low, disk_low, workflow_failed).
+    email: list[str] = Field(default_factory=list, max_length=50)
+    email_per_kind: dict[Literal["ecc_offline", "process_down", "rate_low", "disk_low",
+                                 "workflow_failed"], list[str]] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+                raise ValueError(f"{address!r} is not an email address")
+        return addresses
+
+
 class Topology(_Strict):
     """A whole topology file, validated."""
 
@@ -187,6 +210,7 @@ class Topology(_Strict):
     data_routers: list[DataRouterSpec] = Field(default_factory=list)
     # Asked for at every run's start or stop, kept in the run log.
     run_fields: list[RunFieldSpec] = Field(default_factory=list, max_length=100)
+    alarms: AlarmsSpec = AlarmsSpec()
 
     def active_config(self) -> ConfigSpec:
         name = self.experiment.config or self.configs[0].name

@@ -71,7 +71,9 @@ def run_log():
             s.add(run)
             s.flush()
             if number == 1:
-                for router, files, size in (("router-0", 3, 3000), ("router-1", 2, 1000)):
+                # 5 GB on one router: more than a 32-bit column holds.
+                for router, files, size in (("router-0", 3, 5_000_003_000),
+                                            ("router-1", 2, 1000)):
                     s.add(RunFiles(run_id=run.id, kind="data", target=router, node="localhost",
                                    folder=f"/data/run_0001/{router}", files=files, bytes=size))
         experiment.last_run_number = 4
@@ -96,7 +98,7 @@ def test_the_runs_api_lists_newest_first_in_pages_and_filters(run_log):
     first_beam = listing["runs"][3]
     assert first_beam | {"fields": None} == first_beam | {
         "title": "first beam", "run_class": "BEAM", "config": "cfg", "started_by": "alice",
-        "comment": "Beam tuned by MCR", "files": 5, "bytes": 4000, "outcome": "complete",
+        "comment": "Beam tuned by MCR", "files": 5, "bytes": 5_000_004_000, "outcome": "complete",
         "duration_seconds": 1800.0, "fields": None}
     assert [run["outcome"] for run in listing["runs"][:2]] == ["going", "files not organized"]
 
@@ -131,7 +133,7 @@ def test_the_csv_export_holds_every_matching_run_with_a_column_per_field(run_log
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [row["number"] for row in rows] == ["4", "2", "1"]  # no pages in an export
     assert rows[0]["title"] == "'=SUM(A1)"  # never a formula in a spreadsheet
-    assert rows[2]["gas pressure"] == "151.0" and rows[2]["bytes"] == "4000"
+    assert rows[2]["gas pressure"] == "151.0" and rows[2]["bytes"] == "5000004000"
     assert "beam on target" in rows[0]
 
 

@@ -10,7 +10,19 @@ from sqlalchemy import text
 from sqlmodel import SQLModel, delete, func, select, update
 
 import models
-from models import AuditEntry, ECCServer, Run, RunField, RunFiles, RunNote, Stage, Step, Workflow
+from models import (
+    Alarm,
+    AuditEntry,
+    ECCServer,
+    RouterSample,
+    Run,
+    RunField,
+    RunFiles,
+    RunNote,
+    Stage,
+    Step,
+    Workflow,
+)
 from pipelines.daq.ecc.states import EccState
 from tests.support.processes import wait_for
 
@@ -40,7 +52,8 @@ def clear_workflow_records() -> None:
     """Delete every workflow, its audit, runs with their notes and files, and the run
     fields, children before parents."""
     with models.session() as s:
-        for table in (AuditEntry, RunFiles, RunNote, RunField, Step, Stage, Workflow, Run):
+        for table in (AuditEntry, RunFiles, RunNote, RunField, Step, Stage, Workflow, Run,
+                      Alarm, RouterSample):
             s.exec(delete(table))
 
 

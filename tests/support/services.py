@@ -39,6 +39,14 @@ class SimulatorHandle:
         opens again."""
         return self._call("DELETE", "/_sim/faults")
 
+    def router_writes(self, **how):
+        """How every simulated router writes while running: files_per_run, interval, file_bytes."""
+        return self._call("POST", "/_sim/set", {"router_writes": how})
+
+    def router_writing(self, name: str, writing: bool):
+        """Stop one simulated router writing (its program hangs), or let it write again."""
+        return self._call("POST", "/_sim/set", {"router_writing": {name: writing}})
+
     def process(self, name, running: bool):
         """Stop (or bring back) a placeholder dataRouter or getEccSoapServer process."""
         return self._call("POST", "/_sim/processes", {"name": name, "running": running})
@@ -87,16 +95,20 @@ class RedisHandle:
         self.proc, _ = start_redis(self.directory, port=self.port)
 
 
-def start_worker(log_path: Path, hostname: str, concurrency: int = 32) -> subprocess.Popen:
-    """A real Celery worker (thread pool) on the control and files queues; waits for its ping."""
+def start_worker(log_path: Path, hostname: str, concurrency: int = 32,
+                 queues: str = "control,files", env: dict | None = None) -> subprocess.Popen:
+    """A real Celery worker (thread pool) on ``queues``, with ``env`` added to this process's
+    environment; waits for its ping. Alarm notifications (the notify queue) are for a
+    worker a test starts with its own SMTP and webhook settings."""
     from pipelines.orchestration.app import app
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "pipelines.orchestration.app", "worker", "--pool",
-         "threads", "--concurrency", str(concurrency), "--queues", "control,files",
+         "threads", "--concurrency", str(concurrency), "--queues", queues,
          "--hostname", f"{hostname}@%h", "--without-mingle", "--without-gossip",
          "--loglevel", "INFO"],
-        cwd=ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=dict(os.environ))
+        cwd=ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})})
     wait_for(lambda: proc.poll() is not None or any(
         f"{hostname}@" in host for reply in app.control.ping(timeout=0.5) or [] for host in reply),
         timeout=60, message=f"the Celery worker {hostname} to answer a ping")

@@ -119,5 +119,6 @@ def test_a_run_records_the_config_each_server_used(own_daq):
     assert run.server_configs == {"ecc-cobo0": "beam", "ecc-cobo1": "cfg", "ecc-mutant": "cfg"}
     account("robot", "viewer")
     token = {"Authorization": f"Bearer {accounts.issue_token('robot')}"}
-    page = web_app().test_client().get("/runs/0", headers=token).get_data(as_text=True)
+    page = web_app().test_client().get(f"/runs/{run.number}", headers=token).get_data(
+        as_text=True)
     assert "mixed: ecc-cobo0 beam, ecc-cobo1 cfg, ecc-mutant cfg" in page

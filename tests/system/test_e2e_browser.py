@@ -65,6 +65,7 @@ def demo(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in dropped}
     env["DAQFLOW_INSTANCE"] = str(tmp_path / "instance")
     env["DAQFLOW_WATCH_ECC_SECONDS"] = "1"  # beat's refresh, so the page's own delay shows
+    env["DAQFLOW_WATCH_ROUTERS_SECONDS"] = "1"  # node checks, health samples and alarms
     log_path = tmp_path / "up.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "up", "--demo", "--topology", str(topology),
@@ -226,6 +227,13 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     simulate_fault(demo["sim"], server="ecc-cobo3", kind="refuse")
     expect(page.locator('tr[data-ecc-server="ecc-cobo3"]')).to_contain_text(
         "offline", timeout=(1 + 2 * 3) * 1000 + 2000)
+    # Beat raises the alarm; the banner every page polls shows it (and a sound plays).
+    expect(page.locator("#alarm-banner")).to_contain_text("ECC server ecc-cobo3 does not answer",
+                                                          timeout=5000 + 2000 + 2000)
+    # Each router's write rate of the last quarter hour, drawn on the server as SVG.
+    expect(page.locator('tr[data-router="router-0"] svg.sparkline polyline')).to_have_attribute(
+        "points", re.compile(r"^[\d.]+,[\d.]+ "))
+    page.screenshot(path=str(ARTIFACTS / "run-control-alarm-and-rates.png"), full_page=True)
     assert page.blocked == []  # nothing the page uses was refused by its own policy
 
     # The web process goes away: the page says so within one poll period and greys what it

@@ -84,6 +84,46 @@
     });
   }
 
+  // A new alarm plays a short sound (the Web Audio API: no file to fetch), once per browser,
+  // unless this browser muted it (kept in localStorage).
+  function beep() {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) { return; }
+    try {
+      var context = new Context(), tone = context.createOscillator(), gain = context.createGain();
+      tone.type = "square";
+      tone.frequency.value = 880;
+      gain.gain.value = 0.1;
+      tone.connect(gain);
+      gain.connect(context.destination);
+      tone.start();
+      tone.stop(context.currentTime + 0.4);
+    } catch (error) { /* no sound device: the banner still shows */ }
+  }
+
+  function muted() { return window.localStorage.getItem("daqflow-alarm-mute") === "1"; }
+
+  function followAlarms() {
+    var banner = document.getElementById("alarm-banner");
+    if (!banner) { return; }
+    var newest = parseInt(banner.getAttribute("data-newest") || "0", 10);
+    var heard = parseInt(window.localStorage.getItem("daqflow-alarm-heard") || "0", 10);
+    if (newest > heard) {
+      window.localStorage.setItem("daqflow-alarm-heard", String(newest));
+      if (!muted()) { beep(); }
+    }
+    var mute = document.getElementById("alarm-mute");
+    if (mute) { mute.textContent = muted() ? "unmute sound" : "mute sound"; }
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target && event.target.id === "alarm-mute") {
+      window.localStorage.setItem("daqflow-alarm-mute", muted() ? "0" : "1");
+      followAlarms();
+    }
+  });
+  document.addEventListener("htmx:afterSettle", followAlarms);
+
   document.addEventListener("daqflow-clear-message", clearMessage);
   document.addEventListener("htmx:afterSettle", followLegal);
   document.addEventListener("htmx:afterSettle", measureSkew);

@@ -11,9 +11,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from sqlalchemy import func, tuple_
 from sqlmodel import select
 
-from models import DaqNode, DataRouter, ECCServer, Experiment, session
+from models import DaqNode, DataRouter, ECCServer, Experiment, RouterSample, session
 from models.columns import utcnow
 from pipelines.daq.nodes.connection import Node, NodeAccess, NodeError, access_of
 from pipelines.daq.nodes.files import ECC_PROCESS, ROUTER_PROCESS, check, run_folder
@@ -31,6 +32,9 @@ class RouterStatus:
     error: str | None = None
     # The next run's folder, when it exists already on the node.
     next_run_folder: str | None = None
+    # The bytes of its .graw files, and the free bytes of its filesystem (None: unknown).
+    graw_bytes: int | None = None
+    free_bytes: int | None = None
 
     @property
     def clean(self) -> bool:
@@ -81,8 +85,10 @@ def _check_node(access: NodeAccess, work: _NodeWork, next_run: tuple[str, int] |
                  for name, staging in work.routers],
                 [EccProcessStatus(name, access.name, None, str(exc)) for name in work.ecc_servers])
     return ([RouterStatus(name, access.name, staging, found.processes[ROUTER_PROCESS],
-                          found.graw_files[staging], next_run_folder=_taken(found, staging,
-                                                                            next_run))
+                          found.graw_files[staging],
+                          next_run_folder=_taken(found, staging, next_run),
+                          graw_bytes=found.graw_bytes.get(staging),
+                          free_bytes=found.free_bytes.get(staging))
              for name, staging in work.routers],
             [EccProcessStatus(name, access.name, found.processes[ECC_PROCESS])
              for name in work.ecc_servers])
@@ -134,6 +140,7 @@ def _record(router_statuses: list[RouterStatus], ecc_statuses: list[EccProcessSt
     # A name missing from the tables was removed from the topology during the check.
     now = utcnow()
     with session() as s:
+        _sample(s, router_statuses, now)
         routers = _by_name(s, DataRouter)
         for status in router_statuses:
             if (router := routers.get(status.name)) is not None:
@@ -145,6 +152,34 @@ def _record(router_statuses: list[RouterStatus], ecc_statuses: list[EccProcessSt
             if (server := servers.get(status.name)) is not None:
                 server.process_running, server.process_error = status.running, status.error
                 server.process_checked_at = now
+
+
+def _sample(s, statuses: list[RouterStatus], now) -> None:
+    """One health sample per router checked: files, bytes, free space, and the write rate
+    since its previous sample."""
+    checked = [st for st in statuses if st.error is None]
+    latest = s.exec(select(RouterSample.router, func.max(RouterSample.at))
+                    .where(RouterSample.router.in_([st.name for st in checked]))
+                    .group_by(RouterSample.router)).all()
+    previous = {sample.router: sample for sample in s.exec(select(RouterSample).where(
+        tuple_(RouterSample.router, RouterSample.at).in_(latest))).all()} if latest else {}
+    for status in checked:
+        before = previous.get(status.name)
+        s.add(RouterSample(router=status.name, at=now, files=status.graw_files,
+                           bytes=status.graw_bytes, free_bytes=status.free_bytes,
+                           rate=write_rate(before, status.graw_bytes, now)))
+
+
+def write_rate(before: RouterSample | None, now_bytes: int | None, now) -> float | None:
+    """Bytes per second written since ``before``; a staging directory that was emptied
+    meanwhile (a run's files organized) counts what it holds now as written since."""
+    if before is None or before.bytes is None or now_bytes is None:
+        return None
+    seconds = (now - before.at).total_seconds()
+    if seconds <= 0:
+        return None
+    grown = now_bytes - before.bytes if now_bytes >= before.bytes else now_bytes
+    return grown / seconds
 
 
 def problems() -> list[str]:

@@ -7,7 +7,7 @@ as positional arguments, never pasted into the script: an experiment called
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from pipelines.daq.nodes.connection import Node, Result
@@ -76,8 +76,9 @@ done
 
 # $1 how many process names follow, the names, then pairs of a staging dir and the next run's
 # folder in it. Prints running|stopped per process, then per pair the dir's .graw count (or
-# "missing") and whether the folder exists|absent. A name longer than the 15 characters
-# Linux keeps of a command name (getEccSoapServer) is matched as argv[0] instead.
+# "missing"), their bytes, the free bytes of its filesystem, and whether the folder
+# exists|absent. A name longer than the 15 characters Linux keeps of a command name
+# (getEccSoapServer) is matched as argv[0] instead.
 CHECK = r"""
 set -u
 count=$1
@@ -94,10 +95,14 @@ while [ "$#" -ge 2 ]; do
   d=$1 run=$2
   shift 2
   if [ -e "$run" ]; then taken=exists; else taken=absent; fi
-  if [ ! -d "$d" ]; then echo "missing $taken"; continue; fi
-  n=0
-  for f in "$d"/*.graw; do [ -e "$f" ] && n=$((n+1)); done
-  echo "$n $taken"
+  if [ ! -d "$d" ]; then echo "missing - - $taken"; continue; fi
+  n=0 b=0
+  for f in "$d"/*.graw; do
+    [ -e "$f" ] || continue
+    n=$((n+1)) b=$((b + $(wc -c < "$f")))
+  done
+  free=$(df -Pk -- "$d" 2>/dev/null | awk 'NR==2 {print $4 * 1024}')
+  echo "$n $b ${free:--} $taken"
 done
 """
 
@@ -144,11 +149,14 @@ def backup_configs(node: Node, config_dir: str, backup_root: str, experiment: st
 @dataclass(frozen=True)
 class NodeCheck:
     """Which processes run on a node, the .graw count of each staging dir (None: missing),
-    and which of the next run's folders exist already."""
+    which of the next run's folders exist already, and per staging dir the bytes of its
+    .graw files and the free bytes of its filesystem (None: unknown)."""
 
     processes: dict[str, bool]
     graw_files: dict[str, int | None]
     taken: set[str]
+    graw_bytes: dict[str, int | None] = field(default_factory=dict)
+    free_bytes: dict[str, int | None] = field(default_factory=dict)
 
 
 def check(node: Node, staging_dirs: list[str], processes: tuple[str, ...] = (ROUTER_PROCESS,),
@@ -159,15 +167,20 @@ def check(node: Node, staging_dirs: list[str], processes: tuple[str, ...] = (ROU
     pairs = [arg for d, folder in zip(staging_dirs, folders) for arg in (d, folder)]
     result = node.script("check", CHECK, str(len(processes)), *processes, *pairs)
     words = result.stdout.split()
-    if result.status != 0 or len(words) != len(processes) + 2 * len(staging_dirs):
+    if result.status != 0 or len(words) != len(processes) + 4 * len(staging_dirs):
         raise node.fail("check", result)
     running = {name: value == "running" for name, value in zip(processes, words)}
-    rest = words[len(processes):]
-    counts = {d: (None if rest[2 * i] == "missing" else int(rest[2 * i]))
-              for i, d in enumerate(staging_dirs)}
-    taken = {folders[i] for i in range(len(staging_dirs))
-             if next_run and rest[2 * i + 1] == "exists"}
-    return NodeCheck(running, counts, taken)
+    rows = [words[len(processes) + 4 * i:len(processes) + 4 * i + 4]
+            for i in range(len(staging_dirs))]
+
+    def number(word: str) -> int | None:
+        return int(word) if word.isdigit() else None
+
+    return NodeCheck(
+        running, {d: number(row[0]) for d, row in zip(staging_dirs, rows)},
+        {folders[i] for i, row in enumerate(rows) if next_run and row[3] == "exists"},
+        {d: number(row[1]) for d, row in zip(staging_dirs, rows)},
+        {d: number(row[2]) for d, row in zip(staging_dirs, rows)})
 
 
 def config_files(config: dict) -> list[str]:

@@ -1,0 +1,49 @@
+"""The size of the health samples on PostgreSQL: ``python -m bench.sample_size``.
+
+Inserts N samples into a throw-away database at daqflow's schema, measures the table with
+its indexes (``pg_total_relation_size``), and scales to 64 routers sampled every 10 s
+for 7 days. The server is DAQFLOW_TEST_POSTGRES (default: trust on 127.0.0.1:5432).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import create_engine, text
+
+SERVER = os.environ.get("DAQFLOW_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+SAMPLES = 200_000
+
+
+def main() -> None:
+    name = f"daqflow_size_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    os.environ["DAQFLOW_DATABASE_URL"] = f"{SERVER}/{name}"
+    try:
+        from models import get_engine, migrate
+
+        migrate.upgrade()
+        engine = get_engine()
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO routersample (router, at, files, bytes, rate, free_bytes) "
+                "SELECT 'router-' || (g % 64), :now - (g || ' seconds')::interval, g % 50, "
+                "g::bigint * 8192, 1234.5, 500000000000 FROM generate_series(1, :n) g"),
+                {"now": datetime.now(timezone.utc), "n": SAMPLES})
+            size = connection.execute(
+                text("SELECT pg_total_relation_size('routersample')")).scalar()
+        engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    week = 64 * 7 * 86400 / 10
+    print(f"{size / SAMPLES:.1f} bytes per sample (table and indexes, {SAMPLES} samples); "
+          f"64 routers every 10 s for 7 days: {week:.0f} samples, "
+          f"{week * size / SAMPLES / 1e6:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Health samples and alarms with real parts: the simulator's routers write at a known rate
+over SSH-checked staging directories, a real SMTP server (aiosmtpd) and an HTTP server on
+free loopback ports receive the notifications, sent by a real worker on the notify queue."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlmodel import select
+
+import models
+from models import Alarm, Experiment, RouterSample
+from models.columns import utcnow
+from pipelines.cli.supervisor import free_port
+from pipelines.daq.ecc.states import EccState
+from pipelines.runcontrol import accounts, health, launching, tasks
+from tests.support.daq import set_all, wait_workflow
+from tests.support.processes import stop_process, wait_for
+from tests.support.services import start_worker
+from tests.support.web import account, web_app
+
+# The simulated routers' known write rate: one 20 000-byte file every 0.25 s.
+FILE_BYTES, INTERVAL = 20_000, 0.25
+RATE = FILE_BYTES / INTERVAL
+
+
+class _Mailbox:
+    """What the SMTP server received."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    mailbox = _Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, mailbox
+    controller.stop()
+
+
+@pytest.fixture
+def webhook_server():
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def notify_worker(smtp_server, webhook_server, tmp_path, redis_url):
+    """A worker on the notify queue, mailing through the test's SMTP server and posting to
+    its webhook."""
+    controller, _ = smtp_server
+    hook, _ = webhook_server
+    proc = start_worker(tmp_path / "notify.log", f"notify-{os.getpid()}", concurrency=4,
+                        queues="notify", env={
+                            "DAQFLOW_SMTP_HOST": "127.0.0.1",
+                            "DAQFLOW_SMTP_PORT": str(controller.port),
+                            "DAQFLOW_SMTP_STARTTLS": "0",
+                            "DAQFLOW_ALARM_WEBHOOK_URL":
+                                f"http://127.0.0.1:{hook.server_address[1]}/hooks/daq"})
+    yield proc
+    stop_process(proc)
+
+
+def alarms_of(kind: str) -> list[Alarm]:
+    with models.session() as s:
+        return s.exec(select(Alarm).where(Alarm.kind == kind).order_by(Alarm.id)).all()
+
+
+def test_a_router_that_stops_writing_raises_one_alarm_mailed_posted_acknowledged_cleared(
+        running_daq, smtp_server, webhook_server, notify_worker):
+    sim = running_daq
+    _, mailbox = smtp_server
+    _, posted = webhook_server
+    with models.session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.active == True)).one()  # noqa: E712
+        experiment.alarm_settings = {"rate_min_mb_per_s": 0.001, "rate_delay_seconds": 2.0,
+                                     "disk_free_min_gb": 0, "email": ["shift@lab.example"],
+                                     "email_per_kind": {"rate_low": ["daq-expert@lab.example"]}}
+    sim.router_writes(files_per_run=10_000, interval=INTERVAL, file_bytes=FILE_BYTES)
+    set_all(sim, EccState.READY)
+    assert wait_workflow(launching.launch("start_run", title="rates"))["state"] == "succeeded"
+
+    # The measured rate is the simulator's: two samples 2 s apart (the measuring window).
+    tasks.check_routers()
+    time.sleep(2.0)
+    tasks.check_routers()
+    assert _latest_rate("router-3") == pytest.approx(RATE, rel=0.25)
+
+    # router-3 stops writing while the run goes on: after the delay, one alarm, one message.
+    sim.router_writing("router-3", False)
+    wait_for(lambda: tasks.check_routers() and alarms_of("rate_low"), timeout=15,
+             message="the rate alarm")
+    for _ in range(3):  # more beat ticks: still one alarm
+        tasks.check_routers()
+    [alarm] = alarms_of("rate_low")
+    assert alarm.subject == "router-3" and "run 0 is going" in alarm.message
+    wait_for(lambda: mailbox.messages and posted, timeout=20, message="the mail and the post")
+    recipients, mail = mailbox.messages[0]
+    assert sorted(recipients) == ["daq-expert@lab.example", "shift@lab.example"]
+    assert "rate_low" in mail["Subject"] and "router-3" in mail.get_payload()
+    assert "router-3" in posted[0]["text"] and "rate_low" in posted[0]["text"]
+    wait_for(lambda: alarms_of("rate_low")[0].notified_at, timeout=10, message="notified_at")
+    tasks.check_routers()
+    assert len([m for m in mailbox.messages if "rate_low" in m[1]["Subject"]]) == 1
+    assert len(posted) == 1
+
+    # Every page shows it; writing again clears it, and it stays until acknowledged.
+    account("robot", "operator")
+    token = {"Authorization": f"Bearer {accounts.issue_token('robot')}"}
+    client = web_app().test_client()
+    banner = client.get("/alarms/banner", headers=token).get_data(as_text=True)
+    assert f'data-newest="{alarm.id}"' in banner and "router-3" in banner
+    sim.router_writing("router-3", True)
+    wait_for(lambda: tasks.check_routers() and alarms_of("rate_low")[0].cleared_at,
+             timeout=15, message="the alarm to clear")
+    active = client.get("/api/alarms", headers=token).get_json()["active"]
+    assert [a["id"] for a in active] == [alarm.id]  # cleared, not yet acknowledged
+    acked = client.post(f"/api/alarms/{alarm.id}/ack", headers=token)
+    assert acked.status_code == 200 and acked.get_json()["acked_by"] == "robot"
+    assert client.get("/api/alarms", headers=token).get_json()["active"] == []
+    assert client.post(f"/api/alarms/{alarm.id}/ack", headers=token).status_code == 409
+    series = client.get("/api/health/routers", headers=token).get_json()
+    assert len(series["router-3"]) >= 4 and series["router-3"][-1]["free_bytes"] > 0
+    assert wait_workflow(launching.launch("stop_run"), timeout=60)["state"] == "succeeded"
+
+
+def _latest_rate(router: str) -> float | None:
+    with models.session() as s:
+        sample = s.exec(select(RouterSample).where(RouterSample.router == router)
+                        .order_by(RouterSample.id.desc())).first()
+    return sample.rate if sample else None
+
+
+def test_a_data_router_process_that_dies_raises_and_clears_its_alarms(running_daq):
+    sim = running_daq
+    sim.process("dataRouter", False)
+    try:
+        wait_for(lambda: tasks.check_routers() and alarms_of("process_down"), timeout=15,
+                 message="the process alarms")
+        assert {a.subject for a in alarms_of("process_down")} == {
+            f"router-{i} dataRouter" for i in range(9)}
+    finally:
+        sim.process("dataRouter", True)
+    wait_for(lambda: tasks.check_routers() and all(a.cleared_at for a in
+                                                    alarms_of("process_down")),
+             timeout=15, message="the process alarms to clear")
+
+
+def test_old_health_samples_are_forgotten(running_daq):
+    now = utcnow()
+    with models.session() as s:
+        s.add(RouterSample(router="router-0", at=now - timedelta(days=8), bytes=1))
+        s.add(RouterSample(router="router-0", at=now - timedelta(days=6), bytes=2))
+    assert health.forget_old_samples(now) >= 1
+    with models.session() as s:
+        left = s.exec(select(RouterSample.bytes).where(RouterSample.router == "router-0")).all()
+    assert 1 not in left and 2 in left
