@@ -2,10 +2,12 @@
 with its note and fields editable by operators, and the experiment's custom run fields."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, make_response, render_template, request, url_for
 from htmx_flask import make_response as htmx_response
 
-from pipelines.runcontrol import runfields, runlog
+from pipelines.runcontrol import health, runfields, runlog
 from pipelines.runcontrol.errors import Invalid, NotFound
 from webui import auth
 from webui.errors import error_status, refusal
@@ -43,7 +45,19 @@ def show(number: int):
         run = runlog.run_detail(number)
     except NotFound as exc:
         return make_response(render_template("runlog/missing.html", message=str(exc)), 404)
-    return render_template("runlog/show.html", run=run, run_fields=runfields.described())
+    return render_template("runlog/show.html", run=run, run_fields=runfields.described(),
+                           rates=_rates_during(run))
+
+
+def _rates_during(run: dict) -> dict[str, dict]:
+    """Each data router's write rate over the whole run, drawn as SVG points, and its peak."""
+    if not run["started_at"]:
+        return {}
+    until = datetime.fromisoformat(run["stopped_at"]) if run["stopped_at"] else None
+    during = health.series(datetime.fromisoformat(run["started_at"]), until=until)
+    return {router: {"points": health.sparkline(points, width=400, height=60),
+                     "peak": max((p["rate"] or 0.0 for p in points), default=0.0)}
+            for router, points in during.items()}
 
 
 @bp.post("/<int(max=2147483647):number>")

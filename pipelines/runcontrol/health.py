@@ -10,10 +10,14 @@ from models import RouterSample, session, settings
 from models.columns import utcnow
 
 
-def series(since: datetime, router: str | None = None) -> dict[str, list[dict]]:
-    """Each router's samples since ``since``, oldest first: time, files, bytes, rate, free."""
+def series(since: datetime, router: str | None = None,
+           until: datetime | None = None) -> dict[str, list[dict]]:
+    """Each router's samples since ``since`` (and up to ``until``), oldest first: time,
+    files, bytes, rate, free."""
     with session() as s:
         query = select(RouterSample).where(RouterSample.at >= since)
+        if until is not None:
+            query = query.where(RouterSample.at <= until)
         if router is not None:
             query = query.where(RouterSample.router == router)
         rows = s.exec(query.order_by(RouterSample.router, RouterSample.at)).all()

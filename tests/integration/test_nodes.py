@@ -122,9 +122,14 @@ def test_check_counts_graw_files_and_looks_for_the_process(node, tmp_path):
     graw(dirty, "a.graw", "b.graw")
     found = node_files.check(node, [str(clean), str(dirty), str(tmp_path / "gone")],
                         processes=("no-such-daqflow-process",))
-    assert found == node_files.NodeCheck({"no-such-daqflow-process": False},
-                                    {str(clean): 0, str(dirty): 2, str(tmp_path / "gone"): None},
-                                    set())
+    assert found.processes == {"no-such-daqflow-process": False}
+    assert found.graw_files == {str(clean): 0, str(dirty): 2, str(tmp_path / "gone"): None}
+    assert found.taken == set()
+    # The bytes of the .graw files, and the free space of the disk under each directory.
+    assert found.graw_bytes == {str(clean): 0, str(dirty): sum(
+        (dirty / name).stat().st_size for name in ("a.graw", "b.graw")),
+        str(tmp_path / "gone"): None}
+    assert found.free_bytes[str(clean)] > 0 and found.free_bytes[str(tmp_path / "gone")] is None
     # The SSH server itself is a process every node here runs.
     assert node_files.check(node, [str(clean)], processes=("sshd",)).processes == {"sshd": True}
 

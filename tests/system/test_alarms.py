@@ -127,6 +127,8 @@ def test_a_router_that_stops_writing_raises_one_alarm_mailed_posted_acknowledged
     assert "rate_low" in mail["Subject"] and "router-3" in mail.get_payload()
     assert "router-3" in posted[0]["text"] and "rate_low" in posted[0]["text"]
     wait_for(lambda: alarms_of("rate_low")[0].notified_at, timeout=10, message="notified_at")
+    # A redelivered notification (a worker restarted mid-task) sends nothing again.
+    assert tasks.notify_alarm.apply(args=[alarm.id]).get()["sent"] is False
     tasks.check_routers()
     assert len([m for m in mailbox.messages if "rate_low" in m[1]["Subject"]]) == 1
     assert len(posted) == 1
@@ -149,6 +151,9 @@ def test_a_router_that_stops_writing_raises_one_alarm_mailed_posted_acknowledged
     series = client.get("/api/health/routers", headers=token).get_json()
     assert len(series["router-3"]) >= 4 and series["router-3"][-1]["free_bytes"] > 0
     assert wait_workflow(launching.launch("stop_run"), timeout=60)["state"] == "succeeded"
+    # The run page plots each router's rate over the whole run.
+    page = client.get("/runs/0", headers=token).get_data(as_text=True)
+    assert 'aria-label="router-3: write rate over run 0"' in page
 
 
 def _latest_rate(router: str) -> float | None:
@@ -171,6 +176,34 @@ def test_a_data_router_process_that_dies_raises_and_clears_its_alarms(running_da
     wait_for(lambda: tasks.check_routers() and all(a.cleared_at for a in
                                                     alarms_of("process_down")),
              timeout=15, message="the process alarms to clear")
+
+
+def test_an_alarm_that_cannot_be_delivered_says_why_on_the_alarms_page(running_daq, tmp_path):
+    closed = free_port()  # nothing listens there
+    proc = start_worker(tmp_path / "notify.log", f"notify-bad-{os.getpid()}", concurrency=2,
+                        queues="notify", env={
+                            "DAQFLOW_SMTP_HOST": "127.0.0.1", "DAQFLOW_SMTP_PORT": str(closed),
+                            "DAQFLOW_SMTP_STARTTLS": "0",
+                            "DAQFLOW_ALARM_WEBHOOK_URL": f"http://127.0.0.1:{closed}/"})
+    try:
+        with models.session() as s:
+            experiment = s.exec(select(Experiment).where(
+                Experiment.active == True)).one()  # noqa: E712
+            experiment.alarm_settings = {"email": ["shift@lab.example"]}
+        running_daq.fault("ecc-cobo5", "refuse")  # (cobo0 is the simulator's control port)
+        tasks.watch_ecc()
+        tasks.check_routers()
+        [alarm] = alarms_of("ecc_offline")
+        failed = wait_for(lambda: alarms_of("ecc_offline")[0].notify_error, timeout=20,
+                          message="the delivery failure on the alarm")
+        assert f"email via 127.0.0.1:{closed}" in failed and "webhook" in failed
+        assert alarms_of("ecc_offline")[0].notified_at is None  # not counted as told
+        account("robot", "viewer")
+        token = {"Authorization": f"Bearer {accounts.issue_token('robot')}"}
+        page = web_app().test_client().get("/alarms/", headers=token).get_data(as_text=True)
+        assert "not delivered: email via 127.0.0.1" in page
+    finally:
+        stop_process(proc)
 
 
 def test_old_health_samples_are_forgotten(running_daq):
