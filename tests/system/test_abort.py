@@ -3,6 +3,8 @@ within 2 s, its lock released, nothing recorded; late messages do not revive it;
 Reset and a second start succeed, or a replay (previewed first) finishes it."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from sqlmodel import func, select
@@ -12,6 +14,7 @@ from models import Run, Stage, Step, Workflow
 from pipelines.daq.ecc.states import EccState
 from pipelines.orchestration.app import app
 from pipelines.runcontrol import accounts, lock
+from tests.support import ROOT
 from tests.support.daq import clean_staging, set_all, steps_of, wait_workflow
 from tests.support.processes import wait_for
 from tests.support.web import account, web_app
@@ -112,6 +115,13 @@ def test_an_aborted_start_is_replayed_after_a_preview_of_what_runs_again(running
     assert client.post(f"/api/workflows/{workflow_id}/abort", headers=token).status_code == 200
     sim.clear_faults()
 
+    # The command line says the same, and does nothing either.
+    dry = subprocess.run([sys.executable, "-m", "pipelines.cli", "workflow", "replay",
+                          str(workflow_id), "--dry-run"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "runs again: ecc-cobo3 Start (was aborted; last: aborted by robot" in dry.stdout
+    assert "(nothing done)" in dry.stdout
     preview = client.post(f"/api/workflows/{workflow_id}/replay?dry_run=1", headers=token)
     assert preview.status_code == 200
     plan = preview.get_json()

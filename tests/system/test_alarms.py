@@ -206,6 +206,23 @@ def test_an_alarm_that_cannot_be_delivered_says_why_on_the_alarms_page(running_d
         stop_process(proc)
 
 
+def test_a_staging_disk_below_its_threshold_raises_and_clears_its_alarm(running_daq):
+    def limit(gigabytes: float) -> None:
+        with models.session() as s:
+            experiment = s.exec(select(Experiment).where(
+                Experiment.active == True)).one()  # noqa: E712
+            experiment.alarm_settings = {"disk_free_min_gb": gigabytes}
+
+    limit(10**9)  # a billion gigabytes: no disk here has that much free
+    tasks.check_routers()
+    low = alarms_of("disk_low")
+    assert {a.subject for a in low} == {f"router-{i}" for i in range(9)}
+    assert "GB free on its staging disk, below 1e+09 GB" in low[0].message
+    limit(0)
+    tasks.check_routers()
+    assert all(a.cleared_at for a in alarms_of("disk_low"))
+
+
 def test_old_health_samples_are_forgotten(running_daq):
     now = utcnow()
     with models.session() as s:
