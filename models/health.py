@@ -46,3 +46,5 @@ class Alarm(SQLModel, table=True):
     # The last notification sent (first or reminder), and why the last one failed.
     notified_at: Optional[datetime] = timestamp()
     notify_error: Optional[str] = Field(default=None, max_length=2000)
+    # What the alarm did itself ([alarms] stop_run_on): the run it stopped, or why not.
+    action: Optional[str] = Field(default=None, max_length=2000)

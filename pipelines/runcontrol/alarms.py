@@ -22,7 +22,7 @@ from models import (
     settings,
 )
 from models.columns import utcnow
-from models.vocabulary import AlarmKind, WorkflowState
+from models.vocabulary import ACTIVE_STATES, AlarmKind, WorkflowKind, WorkflowState
 from pipelines.daq import notify as notify_client
 from pipelines.runcontrol import accounts
 from pipelines.runcontrol.errors import NotFound, Refused
@@ -136,6 +136,40 @@ def evaluate() -> dict:
     return {"raised": raised, "remind": remind}
 
 
+def act(alarm_ids: list[int]) -> list[int]:
+    """Stop the run that is going for each new alarm whose kind is in [alarms] stop_run_on:
+    a normal stop workflow, audited as the alarm's; what happened is kept on the alarm.
+    Returns the stop workflows launched."""
+    from pipelines.runcontrol import launching
+    from pipelines.runcontrol.errors import Invalid, Unavailable
+
+    launched = []
+    for alarm_id in alarm_ids:
+        with session() as s:
+            alarm = s.get(Alarm, alarm_id)
+            run = current_run(s)
+            if alarm is None or run is None or alarm.kind not in thresholds(s).stop_run_on:
+                continue
+            number, message = run.number, alarm.message
+            stopping = s.exec(select(Workflow.id).where(
+                Workflow.kind == WorkflowKind.STOP_RUN,
+                Workflow.state.in_(ACTIVE_STATES))).first()
+            if stopping is not None:  # another alarm of this tick stopped it already
+                alarm.action = f"run {number} is being stopped (workflow {stopping})"
+                continue
+        try:
+            workflow_id = launching.launch(
+                "stop_run", actor=f"alarm:{alarm_id}",
+                note=f"stopped by alarm {alarm_id}: {message}"[:4000])
+            outcome = f"stopped run {number} (workflow {workflow_id})"
+            launched.append(workflow_id)
+        except (Invalid, Refused, Unavailable) as exc:
+            outcome = f"could not stop run {number}: {exc}"
+        with session() as s:
+            s.get(Alarm, alarm_id).action = outcome[:2000]
+    return launched
+
+
 def view(alarm: Alarm) -> dict:
     """An alarm as the page, the API and the CLI show it."""
     def iso(value):
@@ -144,7 +178,7 @@ def view(alarm: Alarm) -> dict:
             "message": alarm.message, "raised_at": iso(alarm.raised_at),
             "cleared_at": iso(alarm.cleared_at), "acked_at": iso(alarm.acked_at),
             "acked_by": alarm.acked_by, "notified_at": iso(alarm.notified_at),
-            "notify_error": alarm.notify_error,
+            "notify_error": alarm.notify_error, "action": alarm.action,
             "active": alarm.cleared_at is None or alarm.acked_at is None}
 
 

@@ -223,6 +223,7 @@ def forget_old_samples() -> dict:
 def _alarm_tick() -> dict:
     """Raise and clear alarms from what the checks found; send their notifications."""
     outcome = alarms.evaluate()
+    outcome["stops"] = alarms.act(outcome["raised"])
     for alarm_id in outcome["raised"]:
         notify_alarm.delay(alarm_id)
     for alarm_id in outcome["remind"]:

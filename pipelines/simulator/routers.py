@@ -70,7 +70,8 @@ class SimulatedRouter:
     staging_dir: Path
     run_stamp: str | None = None
     written: int = 0
-    last_write: float = 0.0
+    # When its server started running: files are due from then on, one per interval.
+    started: float = 0.0
     # False: its program hangs, it writes nothing while its server runs.
     writing: bool = True
 
@@ -177,13 +178,17 @@ class SimulatedRouters:
                 return
             if router.run_stamp is None:
                 router.run_stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            if (not router.writing or router.written >= self.files_per_run
-                    or now - router.last_write < self.interval):
+                router.started = now
+            if not router.writing:
+                router.started = now - router.written * self.interval  # resumes from here
                 return
-            name = f"{router.name}_{router.run_stamp}_{router.written:04d}.graw"
-            router.staging_dir.mkdir(parents=True, exist_ok=True)
-            (router.staging_dir / name).write_bytes(os.urandom(self.file_bytes))
-            router.written, router.last_write = router.written + 1, now
+            # The files due by now, so the rate is exact on average whatever the loop's lag.
+            due = min(self.files_per_run, int((now - router.started) / self.interval) + 1)
+            while router.written < due:
+                name = f"{router.name}_{router.run_stamp}_{router.written:04d}.graw"
+                router.staging_dir.mkdir(parents=True, exist_ok=True)
+                (router.staging_dir / name).write_bytes(os.urandom(self.file_bytes))
+                router.written += 1
 
 
 def _die_with_parent() -> None:

@@ -175,6 +175,10 @@ class RunFieldSpec(_Strict):
         return self
 
 
+AlarmKindName = Literal["ecc_offline", "process_down", "rate_low", "disk_low",
+                        "workflow_failed"]
+
+
 class AlarmsSpec(_Strict):
     """When the shift is woken: thresholds and delays, and who is emailed."""
 
@@ -186,8 +190,9 @@ class AlarmsSpec(_Strict):
     # Recipients of every alarm, and more per alarm kind (ecc_offline, process_down,
     # rate_low, disk_low, workflow_failed).
     email: list[str] = Field(default_factory=list, max_length=50)
-    email_per_kind: dict[Literal["ecc_offline", "process_down", "rate_low", "disk_low",
-                                 "workflow_failed"], list[str]] = Field(default_factory=dict)
+    email_per_kind: dict[AlarmKindName, list[str]] = Field(default_factory=dict)
+    # Alarm kinds that also stop the run that is going (an audited stop workflow).
+    stop_run_on: list[AlarmKindName] = Field(default_factory=list)
 
     @field_validator("email")
     @classmethod

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('acked_by', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
     sa.Column('notified_at', models.columns.UTCDateTime(timezone=True), nullable=True),
     sa.Column('notify_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('alarm', schema=None) as batch_op:
