@@ -18,6 +18,7 @@ from sqlmodel import select
 from models import Stage, Step, Workflow, session, settings
 from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES, UNFINISHED_STEP_STATES, StepState, WorkflowState
+from pipelines.daq.ecc.states import state_name
 from pipelines.orchestration.app import app
 from pipelines.runcontrol import accounts, lock
 from pipelines.runcontrol.errors import NotFound, Refused
@@ -124,8 +125,6 @@ def _refresh_states() -> None:
 def record_stopped_step(step_id: int, state: int | None, transition: int | None,
                         error: str | None = None) -> None:
     """What an aborted step's task saw when it stopped: GetState's answer, or why none."""
-    from pipelines.daq.ecc.states import state_name
-
     with session() as s:
         step = s.get(Step, step_id)
         if step is None or step.state != StepState.ABORTED.value:

@@ -191,8 +191,10 @@ class AlarmsSpec(_Strict):
     # rate_low, disk_low, workflow_failed).
     email: list[str] = Field(default_factory=list, max_length=50)
     email_per_kind: dict[AlarmKindName, list[str]] = Field(default_factory=dict)
-    # Alarm kinds that also stop the run that is going (an audited stop workflow).
-    stop_run_on: list[AlarmKindName] = Field(default_factory=list)
+    # Alarm kinds that also stop the run that is going (an audited stop workflow). Not
+    # workflow_failed: a stop that failed would start the next stop, and so on.
+    stop_run_on: list[Literal["ecc_offline", "process_down", "rate_low", "disk_low"]] = Field(
+        default_factory=list)
 
     @field_validator("email")
     @classmethod

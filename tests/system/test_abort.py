@@ -13,7 +13,7 @@ import models
 from models import Run, Stage, Step, Workflow
 from pipelines.daq.ecc.states import EccState
 from pipelines.orchestration.app import app
-from pipelines.runcontrol import accounts, lock
+from pipelines.runcontrol import accounts, lock, tasks
 from tests.support import ROOT
 from tests.support.daq import clean_staging, set_all, steps_of, wait_workflow
 from tests.support.processes import wait_for
@@ -94,6 +94,7 @@ def test_a_hung_start_is_aborted_within_2_s_and_nothing_revives_it(running_daq, 
     sim.clear_faults()
     wait_for(lambda: sim.states()["ecc-cobo3"]["state"] == EccState.RUNNING, timeout=10,
              message="cobo3 to finish its Start once it answers")
+    tasks.watch_ecc()  # beat's refresh: the record learns cobo3 is RUNNING, so Reset stops it
     reset = client.post("/api/transitions/reset", headers=token)
     assert reset.status_code == 202, reset.get_json()
     assert wait_workflow(reset.get_json()["workflow_id"])["state"] == "succeeded"

@@ -1,6 +1,8 @@
 """Topology files as written: the demo is valid, and "this machine" means one thing everywhere."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pipelines.daq.nodes.connection import NodeAccess, is_this_machine
@@ -76,3 +78,20 @@ def test_a_file_that_is_not_utf8_is_refused_with_what_to_do(tmp_path):
     path.write_bytes(GOOD.replace('name = "test"', 'name = "d\xe9mo"').encode("latin-1"))
     with pytest.raises(schema.TopologyError, match="not UTF-8 text .*save it as UTF-8"):
         schema.read(path)
+
+
+@pytest.mark.parametrize("alarms, key", [
+    ('stop_run_on = ["workflow_failed"]', "alarms.stop_run_on[0]"),
+    ('email = ["not an address"]', "alarms.email"),
+    ('rate_delay_seconds = 0', "alarms.rate_delay_seconds"),
+    ('email_per_kind = { weather = ["a@b.c"] }', "alarms.email_per_kind.weather"),
+])
+def test_alarm_settings_that_cannot_work_are_refused_naming_the_key(alarms, key):
+    with pytest.raises(schema.TopologyError, match=re.escape(key)):
+        schema.parse(GOOD + f"\n[alarms]\n{alarms}\n")
+
+
+def test_alarm_settings_default_to_sensible_thresholds():
+    alarms = schema.parse(GOOD).alarms
+    assert (alarms.rate_min_mb_per_s, alarms.rate_delay_seconds, alarms.disk_free_min_gb,
+            alarms.stop_run_on) == (0.001, 60.0, 10.0, [])
