@@ -109,12 +109,23 @@ def test_a_hung_start_is_aborted_within_2_s_and_nothing_revives_it(running_daq, 
     assert runs() == 1
 
 
-def test_an_aborted_start_is_replayed_after_a_preview_of_what_runs_again(running_daq):
+def test_a_worker_killed_during_the_abort_does_not_revive_it_and_a_replay_finishes(
+        running_daq, worker):
     sim = running_daq
     client, token = robot()
     workflow_id = hung_start(sim, client, token)
+    # The worker driving the hung step dies (OOM, power) as the operator aborts.
+    worker.kill()
     assert client.post(f"/api/workflows/{workflow_id}/abort", headers=token).status_code == 200
     sim.clear_faults()
+    worker.start()
+    sent_before = len(sim.log())
+    tasks.watch_ecc()  # beat's sweeps (lost steps, broker restarts) find nothing to change
+    with models.session() as s:
+        assert s.get(Workflow, workflow_id).state == "aborted"
+        assert steps_of(workflow_id, "ecc-cobo3")[-1].state == "aborted"
+    assert [e for e in sim.log()[sent_before:] if e["operation"] != "GetState"] == []
+    assert runs() == 0
 
     # The command line says the same, and does nothing either.
     dry = subprocess.run([sys.executable, "-m", "pipelines.cli", "workflow", "replay",
