@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Optional
 
 from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
 
 from models.columns import timestamp
 from models.vocabulary import RunClass
@@ -24,6 +24,11 @@ class Experiment(SQLModel, table=True):
     rearm_mutant_on_start: bool = Field(default=True)
     # The topology's [alarms]: thresholds, delays and who is emailed (None: the defaults).
     alarm_settings: Optional[dict] = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+def active_experiment(s) -> Optional[Experiment]:
+    """The experiment runs are recorded in now (the last topology loaded), if any."""
+    return s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
 
 
 # One run of an experiment, recorded only once its sources confirmed the start.

@@ -15,13 +15,13 @@ from models import (
     Alarm,
     DataRouter,
     ECCServer,
-    Experiment,
     RouterSample,
     Workflow,
     session,
     settings,
 )
 from models.columns import utcnow
+from models.daq import active_experiment
 from models.vocabulary import ACTIVE_STATES, AlarmKind, WorkflowKind, WorkflowState
 from pipelines.daq import notify as notify_client
 from pipelines.runcontrol import accounts
@@ -44,7 +44,7 @@ class Condition:
 
 def thresholds(s) -> AlarmsSpec:
     """The active experiment's [alarms] (the defaults without one)."""
-    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    experiment = active_experiment(s)
     return AlarmsSpec.model_validate((experiment.alarm_settings if experiment else None) or {})
 
 

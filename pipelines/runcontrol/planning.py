@@ -20,6 +20,7 @@ from models import (
     StepState,
     Workflow,
 )
+from models.daq import active_experiment
 from models.vocabulary import (
     ACTIVE_STATES,
     SERVER_OPERATIONS,
@@ -305,7 +306,7 @@ def server_operations(servers: list[tuple[ECCServer, bool]]) -> dict[str, list[s
 
 
 def _experiment(s) -> Experiment:
-    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    experiment = active_experiment(s)
     if experiment is None:
         raise Refused("no active experiment: load a topology first")
     return experiment

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from models import Experiment, Run, session
+from models.daq import active_experiment as active_or_none
 from models.runlog import RunField
 from models.vocabulary import FieldType, RunMoment
 from pipelines.runcontrol import accounts
@@ -27,7 +28,7 @@ TEXT_MAX = 200
 
 def active_experiment(s) -> Experiment:
     """The experiment runs are recorded in, or NotFound before any topology was loaded."""
-    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    experiment = active_or_none(s)
     if experiment is None:
         raise NotFound("no active experiment: load a topology first")
     return experiment
@@ -35,7 +36,7 @@ def active_experiment(s) -> Experiment:
 
 def definitions(s) -> list[RunField]:
     """The active experiment's custom run fields, in their order ([] without an experiment)."""
-    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    experiment = active_or_none(s)
     if experiment is None:
         return []
     return list(s.exec(select(RunField).where(RunField.experiment_id == experiment.id)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import DaqNode, DataRouter, DataSource, ECCServer, Experiment, Workflow, session
+from models import DaqNode, DataRouter, DataSource, ECCServer, Workflow, session
 from models.columns import utcnow
+from models.daq import active_experiment
 from models.vocabulary import ACTIVE_STATES, WorkflowKind
 from pipelines.daq.ecc.states import EccState, state_name
 from pipelines.runcontrol.planning import current_run, daq_state, server_operations
@@ -57,7 +58,7 @@ def legal_now(states: list[int | None], run_going: bool, workflow_active: bool) 
 def status() -> dict:
     """The DAQ at a glance: experiment, current run, overall state, sources, active workflow."""
     with session() as s:
-        experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+        experiment = active_experiment(s)
         server_rows = s.exec(select(ECCServer, DaqNode)
                              .join(DaqNode, ECCServer.node_id == DaqNode.id, isouter=True)
                              .order_by(ECCServer.name)).all()

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, tuple_
 from sqlmodel import select
 
-from models import DaqNode, DataRouter, ECCServer, Experiment, RouterSample, session
+from models import DaqNode, DataRouter, ECCServer, RouterSample, session
 from models.columns import utcnow
+from models.daq import active_experiment
 from pipelines.daq.nodes.connection import Node, NodeAccess, NodeError, access_of
 from pipelines.daq.nodes.files import ECC_PROCESS, ROUTER_PROCESS, check, run_folder
 
@@ -103,7 +104,7 @@ def check_nodes() -> tuple[list[RouterStatus], list[EccProcessStatus]]:
     """Check every node once: its data routers (process, staging clean, the next run's folder
     not there yet) and its ECC servers' processes; record it all."""
     with session() as s:
-        experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+        experiment = active_experiment(s)
         next_run = (experiment.name, experiment.last_run_number + 1) if experiment else None
         routers = s.exec(select(DataRouter, DaqNode)
                          .join(DaqNode, DataRouter.node_id == DaqNode.id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import AuditEntry, ECCServer, Experiment, Run, Stage, Workflow
+from models import AuditEntry, ECCServer, Run, Stage, Workflow
 from models.columns import utcnow
+from models.daq import active_experiment
 from models.runlog import RunNote
 from models.vocabulary import RunClass
 from pipelines.daq.ecc.states import Operation
@@ -23,7 +24,7 @@ def confirmed_at(s, stages: list[Stage]):
 def record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
     if workflow.run_id is not None:  # already recorded: the callback ran twice
         return s.get(Run, workflow.run_id).number
-    experiment = s.exec(select(Experiment).where(Experiment.active == True)).first()  # noqa: E712
+    experiment = active_experiment(s)
     if experiment is None:
         raise StepFailed("no active experiment to record the run in")
     number = experiment.last_run_number + 1
