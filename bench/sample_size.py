@@ -1,8 +1,9 @@
 """The size of the health samples on PostgreSQL: ``python -m bench.sample_size``.
 
-Inserts N samples into a throw-away database at daqflow's schema, measures the table with
-its indexes (``pg_total_relation_size``), and scales to 64 routers sampled every 10 s
-for 7 days. The server is DAQFLOW_TEST_POSTGRES (default: trust on 127.0.0.1:5432).
+Inserts N samples of each kind into a throw-away database at daqflow's schema, measures
+the tables with their indexes (``pg_total_relation_size``), and scales to 64 routers
+sampled every 10 s, and 64 ECC servers changing state 1,600 times a day, for 7 days. The
+server is DAQFLOW_TEST_POSTGRES (default: trust on 127.0.0.1:5432).
 """
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ def main() -> None:
                 {"now": datetime.now(timezone.utc), "n": SAMPLES})
             size = connection.execute(
                 text("SELECT pg_total_relation_size('routersample')")).scalar()
+            connection.execute(text(
+                "INSERT INTO eccsample (server, at, online, state, transition) "
+                "SELECT 'ecc-cobo' || (g % 64), :now - (g || ' seconds')::interval, true, "
+                "g % 6 + 1, 0 FROM generate_series(1, :n) g"),
+                {"now": datetime.now(timezone.utc), "n": SAMPLES})
+            ecc_size = connection.execute(
+                text("SELECT pg_total_relation_size('eccsample')")).scalar()
         engine.dispose()
     finally:
         with admin.connect() as connection:
@@ -43,6 +51,12 @@ def main() -> None:
     print(f"{size / SAMPLES:.1f} bytes per sample (table and indexes, {SAMPLES} samples); "
           f"64 routers every 10 s for 7 days: {week:.0f} samples, "
           f"{week * size / SAMPLES / 1e6:.0f} MB")
+    # An ECC server's sample is written when its reachability or state changes: a run's
+    # start and stop change it a few times (say 8 rows a run), 200 runs a day.
+    changes = 64 * 7 * 200 * 8
+    print(f"{ecc_size / SAMPLES:.1f} bytes per ECC server sample; 64 servers changing "
+          f"state 1,600 times a day each for 7 days: {changes} samples, "
+          f"{changes * ecc_size / SAMPLES / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":

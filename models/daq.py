@@ -56,6 +56,18 @@ class Run(SQLModel, table=True):
     # Custom run fields (RunField) by name: a number, or text.
     fields: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False,
                                                                  server_default="{}"))
+    # Its planned length: daqflow stops it after so many seconds, or once the data routers
+    # hold so many bytes of it (None: no limit); and whether it then starts the next run.
+    planned_seconds: Optional[float] = Field(default=None)
+    planned_bytes: Optional[int] = Field(default=None, sa_column=Column(BigInteger,
+                                                                        nullable=True))
+    auto_restart: bool = Field(default=False)
+    # When daqflow launched the stop at the limit, and claimed the automatic restart: each
+    # is done once, whatever timer message comes twice or late.
+    limit_reached_at: Optional[datetime] = timestamp()
+    restarted_at: Optional[datetime] = timestamp()
+    # Why daqflow could not stop it at its limit or start the next run (the chain ends).
+    automation_error: Optional[str] = Field(default=None, max_length=2000)
 
     @property
     def duration_seconds(self) -> Optional[float]:
@@ -141,6 +153,9 @@ class DataRouter(SQLModel, table=True):
     port: int = Field(default=46005)
     type: str = Field(default="TCP", max_length=8)
     staging_dir: str = Field(max_length=1000)
+    # The bytes it may fill on a shared staging disk (None: the whole filesystem).
+    staging_quota_bytes: Optional[int] = Field(default=None, sa_column=Column(
+        BigInteger, nullable=True))
     # Last check: router process running, .graw files left in staging (None: unknown).
     online: Optional[bool] = Field(default=None)
     graw_files: Optional[int] = Field(default=None)

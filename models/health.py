@@ -46,5 +46,23 @@ class Alarm(SQLModel, table=True):
     # The last notification sent (first or reminder), and why the last one failed.
     notified_at: Optional[datetime] = timestamp()
     notify_error: Optional[str] = Field(default=None, max_length=2000)
+    # The channels ("email", "webhook") that took the notification under way, while another
+    # still fails: its retry sends only what is missing.
+    delivered: Optional[str] = Field(default=None, max_length=64)
     # What the alarm did itself ([alarms] stop_run_on): the run it stopped, or why not.
     action: Optional[str] = Field(default=None, max_length=2000)
+
+
+# An ECC server's reachability and state, written when a watch finds them changed (a state
+# holds until the next sample says otherwise); kept for DAQFLOW_HEALTH_RETENTION_DAYS.
+class EccSample(SQLModel, table=True):
+    __table_args__ = (Index("ix_eccsample_server_at", "server", "at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    # The ECC server's name; names outlive topology reloads.
+    server: str = Field(max_length=200)
+    at: datetime = timestamp(now=True)
+    online: bool
+    # The ECC state GetState answered (None: offline), and the one a transition leads to.
+    state: Optional[int] = Field(default=None)
+    transition: Optional[int] = Field(default=None)
+    error: Optional[str] = Field(default=None, max_length=500)

@@ -119,6 +119,28 @@ class RunOutcome(StrEnum):
     COMPLETE = "complete"
 
 
+class PlanState(StrEnum):
+    """Where a run plan is: taking its entries, paused (a failure, a manual stop), or ended."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+class EntryState(StrEnum):
+    """Where one entry of a run plan is."""
+
+    PENDING = "pending"
+    # The DAQ is being taken to the entry's config.
+    CONFIGURING = "configuring"
+    RUNNING = "running"
+    DONE = "done"
+    # An operator skipped it, or stopped its run by hand.
+    SKIPPED = "skipped"
+    STOPPED = "stopped"
+
+
 class AlarmKind(StrEnum):
     """What an alarm is about; each has its threshold and delay in the topology's [alarms]."""
 
@@ -127,3 +149,8 @@ class AlarmKind(StrEnum):
     RATE_LOW = "rate_low"
     DISK_LOW = "disk_low"
     WORKFLOW_FAILED = "workflow_failed"
+    # A run going longer than its planned length (plus [alarms] overdue_seconds).
+    RUN_OVERDUE = "run_overdue"
+    # daqflow could not stop a run at its limit, or start the next one: unattended data
+    # taking has ended.
+    AUTOMATION_FAILED = "automation_failed"

@@ -1,5 +1,5 @@
 """daqflow's web interface: the Flask app factory. One blueprint per feature
-(``runcontrol``, ``runlog``, ``alarms``, ``history``, ``api``, ``auth``); input checks
+(``runcontrol``, ``runlog``, ``alarms``, ``plans``, ``history``, ``api``, ``auth``); input checks
 (``inputs``), error answers (``errors``) and template filters (``filters``) in modules
 named for them."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ def create_app(config: dict | None = None) -> Flask:
     The database's schema is a command's business (``daqflow web`` and ``up``
     prepare it), not the factory's.
     """
-    from webui import alarms, api, auth, headers, history, runcontrol, runlog
+    from webui import alarms, api, auth, headers, history, plans, runcontrol, runlog
     from webui.errors import register_json_errors
     from webui.filters import register_filters
 
@@ -65,6 +65,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(history.bp)
     app.register_blueprint(runlog.bp)
     app.register_blueprint(alarms.bp)
+    app.register_blueprint(plans.bp)
     app.register_blueprint(api.bp)
     register_json_errors(app)
     return app

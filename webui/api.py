@@ -15,9 +15,11 @@ from pipelines.runcontrol import (
     configs,
     health,
     launching,
+    plans,
     progress,
     replay,
     runlog,
+    timed,
 )
 from pipelines.runcontrol import status as daq_status
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
@@ -94,6 +96,37 @@ def run(number: int):
 def edit_run(number: int):
     """``{"note", "fields"}`` -> the run as now (operators; audited, every note kept)."""
     return jsonify(runlog.edit(number, _json_body(), actor=auth.actor()))
+
+
+@bp.patch("/runs/<int(max=2147483647):number>/limits")
+def run_limits(number: int):
+    """``{"duration_seconds", "max_bytes", "auto_restart"}`` (null cancels a limit) -> the
+    run going's plan (operators; audited)."""
+    return jsonify(timed.set_limits(number, _json_body(), actor=auth.actor()))
+
+
+@bp.post("/plans")
+def start_plan():
+    """``{"name", "entries": [...]}`` -> 201 the plan, its first step taken (operators)."""
+    return jsonify(plans.view(plans.create(_json_body(), actor=auth.actor()))), 201
+
+
+@bp.get("/plans/current")
+def current_plan():
+    """The current (or last) run plan with its entries, or null."""
+    return jsonify(plans.view())
+
+
+@bp.post("/plans/<int(max=2147483647):plan_id>/<action>")
+def plan_action(plan_id: int, action: str):
+    """Resume, skip (the current entry) or abort a plan -> the plan."""
+    handler = {"resume": plans.resume, "skip": plans.skip, "abort": plans.abort}.get(action)
+    if handler is None:
+        raise NotFound(f"no plan action {action!r}; use resume, skip or abort")
+    if _json_body():
+        raise Invalid(f"{action} takes no fields")
+    handler(plan_id, actor=auth.actor())
+    return jsonify(plans.view(plan_id))
 
 
 @bp.post("/transitions/<name>")
@@ -187,10 +220,8 @@ def acknowledge_alarm(alarm_id: int):
     return jsonify(alarms.acknowledge(alarm_id, actor=auth.actor()))
 
 
-@bp.get("/health/routers")
-def router_health():
-    """Each data router's samples (write rate, files, bytes, free disk) ``?since=`` an ISO
-    time (default: the last hour)."""
+def _since() -> datetime:
+    # ?since= an ISO time (default: an hour ago); nothing else.
     unknown = sorted(set(request.args) - {"since"})
     if unknown:
         raise Invalid(f"unknown parameter(s): {', '.join(unknown)[:200]}; use since")
@@ -199,9 +230,21 @@ def router_health():
         start = datetime.fromisoformat(since) if since else utcnow() - timedelta(hours=1)
     except ValueError:
         raise Invalid("since must be an ISO time like 2026-11-23T03:00:00+00:00") from None
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
-    return jsonify(health.series(start))
+    return start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start
+
+
+@bp.get("/health/routers")
+def router_health():
+    """Each data router's samples (write rate, files, bytes, free disk) ``?since=`` an ISO
+    time (default: the last hour)."""
+    return jsonify(health.series(_since()))
+
+
+@bp.get("/health/ecc")
+def ecc_health():
+    """Each ECC server's reachability and state changes ``?since=`` an ISO time (default:
+    the last hour), starting with the state that held then."""
+    return jsonify(health.ecc_series(_since()))
 
 
 @bp.get("/openapi.json")

@@ -7,7 +7,13 @@ it allows (and what it does not) to the app.
 from __future__ import annotations
 
 from models.vocabulary import SERVER_OPERATIONS, TRANSITION_KINDS, RunClass, RunOutcome
-from pipelines.runcontrol.launching import COMMENT_MAX, NOTE_MAX, TITLE_MAX
+from pipelines.runcontrol.launching import (
+    COMMENT_MAX,
+    MAX_BYTES,
+    MAX_SECONDS,
+    NOTE_MAX,
+    TITLE_MAX,
+)
 from pipelines.runcontrol.runlog import PER_PAGE_MAX, SEARCH_MAX
 
 ID_MAX = 2147483647
@@ -68,6 +74,22 @@ TEXT = {"type": "string"}
 NO_FIELDS = {"type": "object", "additionalProperties": False, "maxProperties": 0}
 NULLABLE_TEXT = {"type": ["string", "null"]}
 
+# A start's planned length: daqflow stops the run at it, and may start the next.
+LIMITS = {"duration_seconds": {"type": "number", "minimum": 1, "maximum": MAX_SECONDS},
+          "max_bytes": {"type": "integer", "minimum": 1, "maximum": MAX_BYTES},
+          "auto_restart": {"type": "boolean",
+                           "description": "needs duration_seconds or max_bytes"}}
+
+# One run of a plan: a duration_seconds or max_bytes (or both) ends it.
+PLAN_ENTRY = {"type": "object", "additionalProperties": False, "properties": {
+    "title": {"type": "string", "maxLength": TITLE_MAX},
+    "run_class": {"type": "string", "enum": list(RunClass)},
+    "config": {"type": ["string", "null"], "maxLength": 700},
+    "duration_seconds": LIMITS["duration_seconds"], "max_bytes": LIMITS["max_bytes"],
+    "duration": {"type": "string", "description": "30m, 1h30m, 90s"},
+    "max_size": {"type": "string", "description": "20GB, 500MB"},
+    "comment": {"type": "string", "maxLength": COMMENT_MAX}, "fields": FIELD_VALUES}}
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": TEXT}},
     "Accepted": {"type": "object", "required": ["workflow_id"],
@@ -76,7 +98,28 @@ SCHEMAS = {
         "title": {"type": "string", "maxLength": TITLE_MAX},
         "run_class": {"type": "string", "enum": list(RunClass)},
         "comment": {"type": "string", "maxLength": COMMENT_MAX},
-        "fields": FIELD_VALUES}},
+        "fields": FIELD_VALUES, **LIMITS}},
+    "RunLimits": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                  "properties": {
+                      "duration_seconds": {"type": ["number", "null"], "minimum": 1,
+                                           "maximum": MAX_SECONDS},
+                      "max_bytes": {"type": ["integer", "null"], "minimum": 1,
+                                    "maximum": MAX_BYTES},
+                      "auto_restart": {"type": "boolean"}}},
+    "RunPlan": {"type": "object", "required": ["planned_seconds", "auto_restart"],
+                "properties": {"planned_seconds": {"type": ["number", "null"]},
+                               "planned_bytes": {"type": ["integer", "null"]},
+                               "ends_at": {"type": ["string", "null"]},
+                               "stops_in_seconds": {"type": ["number", "null"]},
+                               "auto_restart": {"type": "boolean"}}},
+    "PlanRequest": {"type": "object", "additionalProperties": False, "required": ["entries"],
+                    "properties": {"name": {"type": "string", "maxLength": 200},
+                                   "entries": {"type": "array", "minItems": 1,
+                                               "maxItems": 200, "items": PLAN_ENTRY}}},
+    "Plan": {"type": "object", "required": ["id", "name", "state", "entries"], "properties": {
+        "id": {"type": "integer"}, "name": TEXT, "state": {
+            "type": "string", "enum": ["running", "paused", "done", "aborted"]},
+        "error": {"type": ["string", "null"]}, "entries": {"type": "array"}}},
     "StopRun": {"type": "object", "additionalProperties": False, "properties": {
         "note": {"type": "string", "maxLength": NOTE_MAX}, "fields": FIELD_VALUES}},
     "RunEdit": {"type": "object", "additionalProperties": False, "properties": {
@@ -142,6 +185,10 @@ def _accepted(summary: str, body: dict | None = None, **extra) -> dict:
     return _operation(summary, responses, **extra)
 
 
+# ?since= of the health series.
+SINCE = {"name": "since", "in": "query", "description": "an ISO time (default: an hour ago)",
+         "schema": {"type": "string", "format": "date-time"}}
+
 PATHS = {
     "/api/runs/start": {"post": _accepted(
         "Start a run: every source must be READY", _ref("StartRun"))},
@@ -157,6 +204,23 @@ PATHS = {
         "patch": _operation("Change a run's note and fields (audited, every note kept)",
                             {"200": _json(_ref("RunDetail"))}, parameters=[_int_path("number")],
                             requestBody=_body(_ref("RunEdit")))},
+    "/api/runs/{number}/limits": {"patch": _operation(
+        "Change the run going's planned length or automatic restart (null cancels; audited)",
+        {"200": _json(_ref("RunPlan")), **REFUSED}, parameters=[_int_path("number")],
+        requestBody=_body(_ref("RunLimits")))},
+    "/api/plans": {"post": _operation(
+        "Run a plan: its entries, each an ordinary start and stop, one after the other",
+        {"201": _json(_ref("Plan")), **REFUSED}, requestBody=_body(_ref("PlanRequest")))},
+    "/api/plans/current": {"get": _operation(
+        "The current (or last) run plan", {"200": _json({"anyOf": [
+            _ref("Plan"), {"type": "null"}]})})},
+    "/api/plans/{plan_id}/{action}": {"post": _operation(
+        "Resume a paused plan (its failed workflow replayed), skip its entry, or abort it",
+        {"200": _json(_ref("Plan")), **REFUSED},
+        parameters=[_int_path("plan_id"), {"name": "action", "in": "path", "required": True,
+                                           "schema": {"type": "string",
+                                                      "enum": ["resume", "skip", "abort"]}}],
+        requestBody=_body(NO_FIELDS))},
     "/api/transitions/{name}": {"post": _accepted(
         "Take every source through a collective transition", NO_FIELDS,
         parameters=[{"name": "name", "in": "path", "required": True,
@@ -205,9 +269,11 @@ PATHS = {
     "/api/health/routers": {"get": _operation(
         "Each data router's health samples: write rate, files, bytes, free disk",
         {"200": _json({"type": "object", "additionalProperties": {"type": "array"}})},
-        parameters=[{"name": "since", "in": "query",
-                     "description": "an ISO time (default: an hour ago)",
-                     "schema": {"type": "string", "format": "date-time"}}])},
+        parameters=[SINCE])},
+    "/api/health/ecc": {"get": _operation(
+        "Each ECC server's reachability and state changes, from the state that held at since",
+        {"200": _json({"type": "object", "additionalProperties": {"type": "array"}})},
+        parameters=[SINCE])},
     "/api/status": {"get": _operation("The DAQ's state, run, sources, servers, routers",
                                       {"200": _json(_ref("Status"))})},
     "/api/openapi.json": {"get": _operation("This description", {"200": _json(

@@ -21,11 +21,12 @@ from pipelines.runcontrol import (
     progress,
     runfields,
     status,
+    timed,
 )
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
-from webui.inputs import from_form, parse_start, parse_stop
+from webui.inputs import from_form, limits_from_form, parse_start, parse_stop
 from webui.overview import overview
 
 bp = Blueprint("runcontrol", __name__)
@@ -112,9 +113,12 @@ def _form() -> dict:
 
 @bp.post("/actions/start")
 def start_run():
-    """Start a run (form fields ``title``, ``run_class``, ``comment``, ``field:<name>``)."""
+    """Start a run (form fields ``title``, ``run_class``, ``comment``, ``field:<name>``, and
+    its planned length: ``duration``, ``max_gb``, ``auto_restart``)."""
     try:
-        return _launch(WorkflowKind.START_RUN, **parse_start(_form()))
+        form = _form()
+        limits = limits_from_form(form)  # takes its inputs out of the form
+        return _launch(WorkflowKind.START_RUN, **parse_start({**form, **limits}))
     except Invalid as exc:
         return refusal(exc)
 
@@ -126,6 +130,24 @@ def stop_run():
         return _launch(WorkflowKind.STOP_RUN, **parse_stop(_form()))
     except Invalid as exc:
         return refusal(exc)
+
+
+@bp.post("/actions/run-limits")
+def run_limits():
+    """Set the run going's planned length and automatic restart (form ``duration``,
+    ``max_gb`` and ``auto_restart``; empty cancels a limit), or ``cancel`` them all."""
+    run = status.status()["run"]
+    if run is None:
+        return refusal(Refused("no run is going: a planned length is set at the start"))
+    try:
+        form = _form()
+        changes = {"duration_seconds": None, "max_bytes": None, "auto_restart": False}
+        if not form.get("cancel"):
+            changes.update(limits_from_form(form))
+        timed.set_limits(run["number"], changes, actor=auth.actor())
+    except (Invalid, Refused) as exc:
+        return refusal(exc)
+    return _live(fresh=True, trigger="daqflow-clear-message")
 
 
 @bp.post("/actions/transition/<name>")

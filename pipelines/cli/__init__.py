@@ -15,6 +15,7 @@ from pipelines.cli import (
     configs,
     database,
     nodes,
+    plans,
     runlog,
     runs,
     topology,
@@ -45,5 +46,6 @@ def main():
 
 for command in (database.db, topology.topology, topology.simulate, users.user, up.up, up.web,
                 runs.run, runlog.runs, runs.transition, runs.status, runs.unlock,
-                workflows.workflow, nodes.routers, configs.configs, alarms.alarms):
+                workflows.workflow, nodes.routers, configs.configs, alarms.alarms,
+                plans.plan):
     main.add_command(command)

@@ -81,11 +81,53 @@ def run():
               type=click.Choice([run_class.value for run_class in RunClass]))
 @click.option("--comment", default="", help="What this run is for, in a few words.")
 @field_option
+@click.option("--duration", default="", help="Stop it after this long: 30m, 1h30m, 90s.")
+@click.option("--max-size", default="", help="Stop it once the routers hold this: 20GB.")
+@click.option("--auto-restart", is_flag=True,
+              help="At the limit, start the next run with the same settings, and so on.")
 @click.option("--wait", is_flag=True, help="Show progress; exit 0 only if the run started.")
-def run_start(title, run_class, comment, fields, wait):
+def run_start(title, run_class, comment, fields, duration, max_size, auto_restart, wait):
     """Start a run (every source must be READY)."""
     _launch(WorkflowKind.START_RUN, wait, title=title, run_class=run_class, comment=comment,
-            fields=field_values(fields))
+            fields=field_values(fields), **_limits(duration, max_size, auto_restart))
+
+
+def _limits(duration: str, max_size: str, auto_restart: bool | None) -> dict:
+    from pipelines.runcontrol.errors import Invalid
+    from pipelines.runcontrol.texts import duration_seconds, size_bytes
+
+    try:
+        out = {"duration_seconds": duration_seconds("--duration", duration),
+               "max_bytes": size_bytes("--max-size", max_size)}
+    except Invalid as exc:
+        fail(str(exc))
+    if auto_restart is not None:
+        out["auto_restart"] = auto_restart
+    return out
+
+
+@run.command("limits")
+@click.argument("number", type=int)
+@click.option("--duration", default="", help="Stop it this long after its start (30m).")
+@click.option("--max-size", default="", help="Stop it once the routers hold this (20GB).")
+@click.option("--auto-restart/--no-auto-restart", default=False,
+              help="Start the next run at the limit.")
+@click.option("--cancel", is_flag=True, help="No limit and no automatic restart any more.")
+def run_limits(number, duration, max_size, auto_restart, cancel):
+    """Set the planned length of run NUMBER, the run going (what is not given is cancelled)."""
+    from pipelines.runcontrol import timed
+    from pipelines.runcontrol.errors import Invalid, Refused
+
+    database()
+    changes = ({"duration_seconds": None, "max_bytes": None, "auto_restart": False} if cancel
+               else _limits(duration, max_size, auto_restart))
+    try:
+        plan = timed.set_limits(number, changes)
+    except Invalid as exc:
+        fail(str(exc))
+    except Refused as exc:
+        refused_or_unavailable(exc)
+    click.echo(json.dumps(plan, indent=2))
 
 
 @run.command("stop")

@@ -56,6 +56,10 @@ beat_schedule = {
                           "options": {"expires": _ecc_every}},
     "watch-data-routers": {"task": "daqflow.files.check_routers", "schedule": _routers_every,
                            "options": {"expires": _routers_every}},
+    # A run at its planned length is stopped by its ETA timer; this looks as often as the
+    # ECC watch in case that timer's worker died, and watches byte limits.
+    "watch-run-limits": {"task": "daqflow.watch.runs", "schedule": _ecc_every,
+                         "options": {"expires": _ecc_every}},
     # Configs change between runs, not between seconds: a slow rate, and a button.
     "watch-configs": {"task": "daqflow.watch.configs", "schedule": _configs_every,
                       "options": {"expires": _configs_every}},

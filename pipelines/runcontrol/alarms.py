@@ -16,15 +16,23 @@ from models import (
     DataRouter,
     ECCServer,
     RouterSample,
+    Run,
+    RunPlan,
     Workflow,
     session,
     settings,
 )
 from models.columns import utcnow
 from models.daq import active_experiment
-from models.vocabulary import ACTIVE_STATES, AlarmKind, WorkflowKind, WorkflowState
+from models.vocabulary import (
+    ACTIVE_STATES,
+    AlarmKind,
+    PlanState,
+    WorkflowKind,
+    WorkflowState,
+)
 from pipelines.daq import notify as notify_client
-from pipelines.runcontrol import accounts
+from pipelines.runcontrol import accounts, timed
 from pipelines.runcontrol.errors import NotFound, Refused
 from pipelines.runcontrol.planning import current_run
 from pipelines.topology.schema import AlarmsSpec
@@ -100,9 +108,33 @@ def _workflows(s) -> list[Condition]:
                       f"workflow {last.id} ({last.kind}) {last.state}: {last.error or ''}"[:2000])]
 
 
+def _runs(s, limits: AlarmsSpec, now) -> list[Condition]:
+    out = []
+    run = current_run(s)
+    end = timed.ends_at(run) if run is not None else None
+    if end is not None and now > end + timedelta(seconds=limits.overdue_seconds):
+        why = ("its stop at the limit has not finished" if run.limit_reached_at
+               else "no stop was started")
+        out.append(Condition(AlarmKind.RUN_OVERDUE, f"run {run.number}",
+                             f"run {run.number} is still going "
+                             f"{int((now - end).total_seconds())} s after its planned "
+                             f"length ({why})"))
+    last = s.exec(select(Run).order_by(Run.id.desc())).first()
+    if last is not None and last.automation_error:
+        out.append(Condition(AlarmKind.AUTOMATION_FAILED, f"run {last.number}",
+                             f"unattended data taking ended: {last.automation_error}"[:2000]))
+    paused = s.exec(select(RunPlan).where(RunPlan.state == PlanState.PAUSED)).first()
+    if paused is not None:
+        out.append(Condition(AlarmKind.AUTOMATION_FAILED, f"plan {paused.id}",
+                             f"run plan {paused.id} ({paused.name}) paused: "
+                             f"{paused.error or ''}"[:2000]))
+    return out
+
+
 def conditions(s, now) -> list[Condition]:
     """Every condition that holds now."""
-    return _servers(s) + _routers(s, thresholds(s), now) + _workflows(s)
+    limits = thresholds(s)
+    return _servers(s) + _routers(s, limits, now) + _workflows(s) + _runs(s, limits, now)
 
 
 def evaluate() -> dict:
@@ -230,27 +262,31 @@ def notify(alarm_id: int, reminder: bool = False) -> dict:
                          or now - alarm.notified_at < period):
             return {"alarm": alarm_id, "sent": False, "why": "no reminder due"}
         kind, message, raised_at = alarm.kind, alarm.message, alarm.raised_at
+        done = set((alarm.delivered or "").split(",")) - {""}
     text = (f"{'Reminder, not acknowledged: ' if reminder else ''}[daqflow] {kind}: {message} "
             f"(raised {raised_at:%Y-%m-%d %H:%M:%S} UTC, alarm {alarm_id})")
-    errors, sent = [], []
     to = recipients(kind)
-    if notify_client.email_configured() and to:
+    channels = {"email": (lambda: notify_client.send_email(
+                    to, f"[daqflow] {kind}: {message}"[:200], text))
+                if notify_client.email_configured() and to else None,
+                "webhook": (lambda: notify_client.post_webhook(text))
+                if notify_client.webhook_configured() else None}
+    errors, sent = [], []
+    for channel, send in channels.items():
+        if send is None or channel in done:
+            continue  # not configured, or delivered by an earlier try of this notification
         try:
-            notify_client.send_email(to, f"[daqflow] {kind}: {message}"[:200], text)
-            sent.append("email")
-        except notify_client.NotifyError as exc:
-            errors.append(str(exc))
-    if notify_client.webhook_configured():
-        try:
-            notify_client.post_webhook(text)
-            sent.append("webhook")
+            send()
+            sent.append(channel)
         except notify_client.NotifyError as exc:
             errors.append(str(exc))
     with session() as s:
         alarm = s.get(Alarm, alarm_id)
         alarm.notify_error = "; ".join(errors)[:2000] or None
-        if not errors:
-            alarm.notified_at = now
+        if errors:
+            alarm.delivered = ",".join(sorted(done | set(sent))) or None
+        else:
+            alarm.notified_at, alarm.delivered = now, None
     if errors:
         raise notify_client.NotifyError("; ".join(errors))
     return {"alarm": alarm_id, "sent": sent}

@@ -1,13 +1,15 @@
-"""The data routers' health over time: write rate and free disk, as series for the page's
-sparklines and ``GET /api/health/routers``, and their retention."""
+"""The DAQ's health over time: the data routers' write rate and free disk (the page's
+sparklines, ``GET /api/health/routers``), the ECC servers' reachability and state
+(``GET /api/health/ecc``), and their retention."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import delete, select
+from sqlmodel import delete, func, or_, select
 
-from models import RouterSample, session, settings
+from models import EccSample, RouterSample, session, settings
 from models.columns import utcnow
+from pipelines.daq.ecc.states import state_name
 
 
 def series(since: datetime, router: str | None = None,
@@ -46,8 +48,34 @@ def sparkline(points: list[dict], width: int = 120, height: int = 24) -> str:
 
 
 def forget_old_samples(now: datetime | None = None) -> int:
-    """Delete samples older than DAQFLOW_HEALTH_RETENTION_DAYS; how many went."""
+    """Delete router and ECC samples older than DAQFLOW_HEALTH_RETENTION_DAYS; how many went.
+
+    An ECC server's newest sample stays, however old: it says the state that still holds.
+    """
     cutoff = (now or utcnow()) - timedelta(days=settings.HEALTH_RETENTION_DAYS.get())
     with session() as s:
-        result = s.exec(delete(RouterSample).where(RouterSample.at < cutoff))
-        return result.rowcount or 0
+        routers = s.exec(delete(RouterSample).where(RouterSample.at < cutoff)).rowcount or 0
+        newest = select(func.max(EccSample.id)).group_by(EccSample.server)
+        servers = s.exec(delete(EccSample).where(EccSample.at < cutoff,
+                                                 EccSample.id.not_in(newest))).rowcount or 0
+        return routers + servers
+
+
+def ecc_series(since: datetime, until: datetime | None = None) -> dict[str, list[dict]]:
+    """Each ECC server's reachability and state changes since ``since`` (and up to
+    ``until``), oldest first, starting with the state that held at ``since``."""
+    with session() as s:
+        before = select(func.max(EccSample.id)).where(EccSample.at < since) \
+            .group_by(EccSample.server)
+        query = select(EccSample).where(or_(EccSample.at >= since, EccSample.id.in_(before)))
+        if until is not None:
+            query = query.where(EccSample.at <= until)
+        rows = s.exec(query.order_by(EccSample.server, EccSample.at)).all()
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row.server, []).append({
+            "at": row.at.isoformat(), "online": row.online,
+            "state": None if row.state is None else state_name(row.state),
+            "transition": state_name(row.transition) if row.transition else None,
+            "error": row.error})
+    return out

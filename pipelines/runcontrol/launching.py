@@ -12,10 +12,20 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlmodel import select
 
-from models import ECCServer, Stage, Step, StepState, Workflow, WorkflowState, session
+from models import (
+    ECCServer,
+    RunPlan,
+    Stage,
+    Step,
+    StepState,
+    Workflow,
+    WorkflowState,
+    session,
+)
 from models.vocabulary import (
     ACTIVE_STATES,
     SERVER_OPERATIONS,
+    PlanState,
     RunClass,
     RunMoment,
     WorkflowKind,
@@ -77,14 +87,51 @@ def _holder_has_ended() -> bool:
     return state is not None and state not in ACTIVE_STATES
 
 
-def run_sheet(kind: str, comment: str = "", note: str = "", fields: dict | None = None) -> dict:
-    """What a start (comment, fields asked at start) or a stop (note, fields asked at stop)
-    adds to the run's record, checked; Invalid for anything else or a bad value."""
+# A planned length longer than a week is a typo, not a plan.
+MAX_SECONDS = 7 * 86400.0
+MAX_BYTES = 10**15
+
+
+def check_limits(duration_seconds: object = None, max_bytes: object = None,
+                 auto_restart: object = False) -> dict:
+    """A start's planned length and automatic restart, checked (Invalid names the problem);
+    only what is set."""
+    out: dict = {}
+    if duration_seconds is not None:
+        if isinstance(duration_seconds, bool) or not isinstance(duration_seconds, (int, float)) \
+                or not 1 <= duration_seconds <= MAX_SECONDS:
+            raise Invalid(f"duration_seconds must be a number of seconds from 1 to "
+                          f"{MAX_SECONDS:.0f}")
+        out["duration_seconds"] = float(duration_seconds)
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) \
+                or not 1 <= max_bytes <= MAX_BYTES:
+            raise Invalid(f"max_bytes must be a whole number of bytes from 1 to {MAX_BYTES}")
+        out["max_bytes"] = max_bytes
+    if not isinstance(auto_restart, bool):
+        raise Invalid("auto_restart must be true or false")
+    if auto_restart:
+        if not out:
+            raise Invalid("auto_restart needs a planned length (duration_seconds or "
+                          "max_bytes): without one the run never ends to restart")
+        out["auto_restart"] = True
+    return out
+
+
+def run_sheet(kind: str, comment: str = "", note: str = "", fields: dict | None = None,
+              duration_seconds: float | None = None, max_bytes: int | None = None,
+              auto_restart: bool = False) -> dict:
+    """What a start (comment, fields asked at start, planned length and automatic restart)
+    or a stop (note, fields asked at stop) adds to the run's record, checked; Invalid for
+    anything else or a bad value."""
+    limits = check_limits(duration_seconds, max_bytes, auto_restart)
     if kind == WorkflowKind.START_RUN:
         if note:
             raise Invalid("a note is written at or after the stop, not at the start")
-        sheet = {"comment": operator_text("comment", comment, COMMENT_MAX)}
+        sheet = {"comment": operator_text("comment", comment, COMMENT_MAX), **limits}
         moment = RunMoment.START
+    elif limits:
+        raise Invalid("a planned length and automatic restart are given at the start")
     elif kind == WorkflowKind.STOP_RUN:
         if comment:
             raise Invalid("a comment is given at the start; at the stop, write a note")
@@ -118,6 +165,7 @@ def check_server_step(kind: str, server: object, operation: object, force: objec
 
 def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None,
            server: str | None = None, operation: str | None = None, force: bool = False,
+           series: dict | None = None, limit_stop: bool = False, run_plan: dict | None = None,
            **sheet) -> int:
     """Take the lock, plan a workflow, write its rows with all Celery ids; its id.
 
@@ -127,11 +175,22 @@ def create(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: st
     start also checks every data router's staging directory first, over SSH, outside
     any session. ``actor`` (default: the command line's user) goes in the audit. A server
     step (WorkflowKind.SERVER_STEP) names its ``server`` and ``operation``; ``force``
-    allows it during a run.
+    allows it during a run. ``series`` (a start) and ``limit_stop`` (a stop) mark the
+    workflows daqflow launches itself for a run's planned length (``timed``),
+    ``run_plan`` those of a run plan (``plans``); while a plan runs, a start not its own is refused.
     """
     title = operator_text("title", title, TITLE_MAX)
     run_class = check_run_class(run_class)
     checked = run_sheet(kind, **sheet)
+    if series and kind == WorkflowKind.START_RUN:
+        checked["series"] = series
+    if limit_stop and kind == WorkflowKind.STOP_RUN:
+        checked["limit_stop"] = True
+    if run_plan:
+        checked["plan"] = run_plan
+    elif kind == WorkflowKind.START_RUN:
+        with session() as s:
+            _refuse_during_a_plan(s)
     step = check_server_step(kind, server, operation, force)
     token = take_lock()
     try:
@@ -160,7 +219,8 @@ def _create(kind: str, title: str, run_class: str, sheet: dict, step: dict, toke
         accounts.record(s, actor, kind, workflow.id, **{
             key: planned.params[key]
             for key in ("title", "run_class", "run_number", "comment", "note", "fields",
-                        "server", "operation", "force")
+                        "server", "operation", "force", "duration_seconds", "max_bytes",
+                        "auto_restart")
             if planned.params.get(key)})
         for order, stage_plan in enumerate(planned.stages):
             stage = Stage(workflow_id=workflow.id, order=order, name=stage_plan.name,
@@ -179,6 +239,13 @@ def _create(kind: str, title: str, run_class: str, sheet: dict, step: dict, toke
                            expected_seconds=history.get(target, default.get(
                                target, FILES_EXPECTED_SECONDS))))
         return workflow.id
+
+
+def _refuse_during_a_plan(s) -> None:
+    running = s.exec(select(RunPlan).where(RunPlan.state == PlanState.RUNNING)).first()
+    if running is not None:
+        raise Refused(f"run plan {running.id} ({running.name}) is running: it starts the "
+                      "runs; pause it (stop its run) or abort it first")
 
 
 def dispatch(workflow_id: int) -> None:

@@ -31,21 +31,22 @@ def _client() -> redis.Redis:
                                 socket_connect_timeout=5)
 
 
-def acquire(seconds: float) -> str:
-    """Take the lock for at most ``seconds``; returns the owner token, or raises Busy."""
+def acquire(seconds: float, key: str = KEY) -> str:
+    """Take the lock (or another one, ``key``) for at most ``seconds``; returns the owner
+    token, or raises Busy."""
     token = uuid.uuid4().hex
     client = _client()
-    if not client.set(KEY, token, nx=True, px=max(1000, int(seconds * 1000))):
+    if not client.set(key, token, nx=True, px=max(1000, int(seconds * 1000))):
         raise Busy("another run-control action is in progress; wait for it to end")
     return token
 
 
-def release(token: str | None) -> bool:
-    """Release the lock if ``token`` owns it; True if it did."""
+def release(token: str | None, key: str = KEY) -> bool:
+    """Release the lock (or ``key``) if ``token`` owns it; True if it did."""
     if not token:
         return False
     try:
-        return bool(_client().eval(_RELEASE, 1, KEY, token))
+        return bool(_client().eval(_RELEASE, 1, key, token))
     except (redis.RedisError, OSError):
         return False  # Redis is away: the lock expires on its own
 

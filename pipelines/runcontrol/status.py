@@ -8,6 +8,7 @@ from models.columns import utcnow
 from models.daq import active_experiment
 from models.vocabulary import ACTIVE_STATES, WorkflowKind
 from pipelines.daq.ecc.states import EccState, state_name
+from pipelines.runcontrol import timed
 from pipelines.runcontrol.planning import current_run, daq_state, server_operations
 from pipelines.runcontrol.progress import iso
 
@@ -64,6 +65,7 @@ def status() -> dict:
                              .order_by(ECCServer.name)).all()
         sources = s.exec(select(DataSource).order_by(DataSource.name)).all()
         run = current_run(s)
+        plan = timed.view(s, run) if run is not None else None
         active = s.exec(select(Workflow).where(Workflow.state.in_(ACTIVE_STATES))
                         .order_by(Workflow.id.desc())).first()
         last = s.exec(select(Workflow).order_by(Workflow.id.desc())).first()
@@ -84,6 +86,8 @@ def status() -> dict:
             "number": run.number, "title": run.title, "run_class": run.run_class,
             "config": run.config_name, "started_at": iso(run.started_at),
             "running_seconds": round((now - run.started_at).total_seconds(), 1),
+            # Its planned length and automatic restart (daqflow stops it at the limit).
+            "plan": plan,
             **_no_source_running(servers),
         },
         # When beat last read an ECC state, and last checked a node: the page counts from them.

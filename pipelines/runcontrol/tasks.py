@@ -25,7 +25,7 @@ from pipelines.daq.nodes.files import organize
 from pipelines.daq.notify import NotifyError
 from pipelines.orchestration.app import app
 from pipelines.orchestration.results import failure_of
-from pipelines.runcontrol import abort, alarms, configs, health, watch
+from pipelines.runcontrol import abort, alarms, configs, health, plans, timed, watch
 from pipelines.runcontrol.errors import Aborted, StepFailed
 from pipelines.runcontrol.records import stages as stage_records
 from pipelines.runcontrol.records import steps as step_records
@@ -173,8 +173,12 @@ def stage_failed(stage_id: int, callback_task_id: str | None = None) -> None:
 
 @app.task(bind=True, name="daqflow.workflow.finish", **DB_RETRY)
 def finish_workflow(self, workflow_id: int) -> dict:
-    """Final callback: record the run started or stopped, and close the workflow."""
-    return workflow_records.finish_workflow(workflow_id, callback_task_id=self.request.id)
+    """Final callback: record the run started or stopped, and close the workflow; then a
+    started run's timer, or the next run of an automatic restart."""
+    outcome = workflow_records.finish_workflow(workflow_id, callback_task_id=self.request.id)
+    outcome.update(timed.after_workflow(workflow_id))
+    outcome["plan"] = plans.after_workflow(workflow_id)
+    return outcome
 
 
 @app.task(name="daqflow.workflow.failed", **DB_RETRY)
@@ -194,6 +198,27 @@ def watch_ecc() -> dict:
     return {"states": watch.refresh_ecc_states(),
             "broker_restarted": watch.sweep_broker_restarts(),
             "lost_steps": watch.sweep_lost_steps()}
+
+
+@app.task(name="daqflow.run.limit", **DB_RETRY)
+def run_limit(run_id: int) -> dict:
+    """A run's timer (an ETA task at its planned end): stop it if it is still the run going
+    and at its limit; a duplicate or late timer does nothing."""
+    return timed.reach_limit(run_id)
+
+
+@app.task(name="daqflow.run.restart", **DB_RETRY)
+def restart_run(run_id: int) -> dict:
+    """Start the next run after ``run_id`` stopped at its limit with automatic restart (once)."""
+    return timed.restart(run_id)
+
+
+@app.task(name="daqflow.watch.runs", **DB_RETRY)
+def watch_runs() -> dict:
+    """Beat: stop the run going if it is at its limit (duration or bytes written): the net
+    under the ETA timer, and the only watch of a byte limit; pause a run plan whose
+    workflow failed, or advance one nothing moves."""
+    return {"limit": timed.sweep(), "plan": plans.sweep()}
 
 
 @app.task(name="daqflow.watch.configs", **DB_RETRY)

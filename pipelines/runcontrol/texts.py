@@ -28,3 +28,37 @@ def operator_text(field: str, value: object, max_length: int) -> str:
     if _CONTROL.search(value):
         raise Invalid(f"{field} holds control characters")
     return value
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?:in)?)?\s*"
+                       r"(?:(\d+(?:\.\d+)?)s)?")
+_SIZE = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def duration_seconds(field: str, value: object) -> float | None:
+    """A planned length as an operator types it ("30m", "1h30m", "90s", "45" minutes), in
+    seconds; None for an empty value; Invalid naming ``field`` otherwise."""
+    text = operator_text(field, value, 40).lower().replace(" ", "")
+    if not text:
+        return None
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text) * 60
+    match = _DURATION.fullmatch(text)
+    if not match or not any(match.groups()):
+        raise Invalid(f"{field} must be a duration like 30m, 1h30m or 90s")
+    hours, minutes, seconds = (float(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def size_bytes(field: str, value: object) -> int | None:
+    """A size as an operator types it ("20GB", "500 MB", "20" GB), in bytes (powers of ten,
+    as disks count); None for an empty value; Invalid naming ``field`` otherwise."""
+    text = operator_text(field, value, 40).lower().replace(" ", "")
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kmgt]?b?)", text)
+    if not match:
+        raise Invalid(f"{field} must be a size like 20GB or 500MB")
+    unit = match.group(2) if match.group(2) else "gb"
+    unit = unit if unit.endswith("b") else unit + "b"
+    return int(float(match.group(1)) * _SIZE[unit])

@@ -17,10 +17,10 @@ from datetime import datetime
 
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import select, update
 
-from models import ECCServer, Stage, Step, StepState, Workflow, session, settings
+from models import EccSample, ECCServer, Stage, Step, StepState, Workflow, session, settings
 from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES, UNFINISHED_STEP_STATES
 from pipelines.daq.ecc.client import EccError, client_for
@@ -72,7 +72,24 @@ def refresh_ecc_states() -> dict[str, str]:
                 values["running_seen_at"] = asked_at
             s.exec(update(ECCServer).where(ECCServer.name == name, newer).values(**values))
             outcome[name] = state_name(state) if error is None else error
+        _sample_changes(s, answers)
     return outcome
+
+
+def _sample_changes(s, answers: list) -> None:
+    # A sample only where reachability or state changed: a state holds until the next one,
+    # so the series is exact at a fraction of a row per server per watch.
+    latest = s.exec(select(EccSample.server, func.max(EccSample.id))
+                    .where(EccSample.server.in_([a[0] for a in answers]))
+                    .group_by(EccSample.server)).all()
+    last = {row.server: row for row in s.exec(select(EccSample).where(
+        EccSample.id.in_([sample_id for _, sample_id in latest])))} if latest else {}
+    for name, asked_at, state, transition, error in answers:
+        before = last.get(name)
+        now = (error is None, state, transition)
+        if before is None or (before.online, before.state, before.transition) != now:
+            s.add(EccSample(server=name, at=asked_at, online=error is None, state=state,
+                            transition=transition, error=error[:500] if error else None))
 
 
 def active_task_ids(timeout: float = 2.0) -> set[str] | None:

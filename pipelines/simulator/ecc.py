@@ -282,6 +282,12 @@ class Simulator:
             for name, writing in payload["router_writing"].items():
                 if not self.routers.set_writing(name, bool(writing)):
                     return 404, {"error": f"no simulated data router {name!r}"}
+        if "router_fill" in payload and self.routers is not None:
+            # {router name: bytes}: one file that big in its staging (0 removes it), which
+            # fills a router's staging quota as a full disk would.
+            for name, size in payload["router_fill"].items():
+                if not self.routers.fill(name, int(size)):
+                    return 404, {"error": f"no simulated data router {name!r}"}
         if "seconds_per_source" in payload:
             for server in self.servers.values():
                 server.seconds_per_source = float(payload["seconds_per_source"])

@@ -133,6 +133,20 @@ class SimulatedRouters:
                 return True
         return False
 
+    def fill(self, name: str, size: int) -> bool:
+        """Give one router a file of ``size`` bytes in staging (sparse: it costs no disk),
+        or remove it (0); False if there is no such router."""
+        for router in self.routers:
+            if router.name == name:
+                path = router.staging_dir / f"{router.name}_fill.graw"
+                if size <= 0:
+                    path.unlink(missing_ok=True)
+                else:
+                    with open(path, "wb") as out:
+                        out.truncate(size)
+                return True
+        return False
+
     def set_process(self, name: str, running: bool) -> None:
         """Stop a placeholder process (the program died), or have it (back) up."""
         process = self.processes[name]

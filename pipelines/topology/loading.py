@@ -84,7 +84,9 @@ def load(topo: Topology) -> None:
         for spec in topo.data_routers:
             router = DataRouter(name=spec.name, node_id=node_ids[spec.node],
                                 ip_address=spec.ip_address, port=spec.port, type=spec.type,
-                                staging_dir=staging[spec.name])
+                                staging_dir=staging[spec.name],
+                                staging_quota_bytes=None if spec.staging_quota_gb is None
+                                else int(spec.staging_quota_gb * 1e9))
             s.add(router)
             s.flush()
             router_ids[spec.source] = router.id

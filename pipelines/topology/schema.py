@@ -144,6 +144,9 @@ class DataRouterSpec(_Strict):
     port: int = Field(default=46005, ge=1, le=65535)
     type: Literal["TCP", "FDT", "ICE", "ZBUF"] = "TCP"
     staging_dir: str = Field(min_length=1)
+    # The space this router may fill on a shared staging disk: its free space is then the
+    # smaller of the filesystem's and what is left of this.
+    staging_quota_gb: Optional[float] = Field(default=None, gt=0)
 
     _dirs = field_validator("staging_dir")(_directory)
 
@@ -176,7 +179,7 @@ class RunFieldSpec(_Strict):
 
 
 AlarmKindName = Literal["ecc_offline", "process_down", "rate_low", "disk_low",
-                        "workflow_failed"]
+                        "workflow_failed", "run_overdue", "automation_failed"]
 
 
 class AlarmsSpec(_Strict):
@@ -187,14 +190,17 @@ class AlarmsSpec(_Strict):
     rate_delay_seconds: float = Field(default=60.0, gt=0, le=86400, allow_inf_nan=False)
     # Less free space (GB) than this on a staging directory's filesystem.
     disk_free_min_gb: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    # A run still going this long (s) after its planned length: the stop at the limit did
+    # not happen or hangs.
+    overdue_seconds: float = Field(default=120.0, gt=0, le=86400, allow_inf_nan=False)
     # Recipients of every alarm, and more per alarm kind (ecc_offline, process_down,
-    # rate_low, disk_low, workflow_failed).
+    # rate_low, disk_low, workflow_failed, run_overdue, automation_failed).
     email: list[str] = Field(default_factory=list, max_length=50)
     email_per_kind: dict[AlarmKindName, list[str]] = Field(default_factory=dict)
     # Alarm kinds that also stop the run that is going (an audited stop workflow). Not
     # workflow_failed: a stop that failed would start the next stop, and so on.
-    stop_run_on: list[Literal["ecc_offline", "process_down", "rate_low", "disk_low"]] = Field(
-        default_factory=list)
+    stop_run_on: list[Literal["ecc_offline", "process_down", "rate_low", "disk_low",
+                              "run_overdue"]] = Field(default_factory=list)
 
     @field_validator("email")
     @classmethod

@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import func, select
 
 import models
-from models import DataSource, ECCServer
+from models import DataRouter, DataSource, ECCServer
 from pipelines.simulator.topology import simulated_topology
 from pipelines.topology import loading, schema
 from tests.support import ROOT
@@ -33,6 +33,15 @@ def test_good_topology_is_written(loaded):
         assert mutant.is_mutant and mutant.data_router_id is not None
 
 
+def test_a_routers_staging_quota_is_loaded_in_bytes():
+    quota = GOOD.replace('type = "TCP"', 'type = "TCP"\nstaging_quota_gb = 2.5', 1)
+    loading.load(schema.parse(quota))
+    with models.session() as s:
+        quotas = sorted(s.exec(select(DataRouter.staging_quota_bytes)).all(),
+                        key=lambda q: q or 0)
+    assert quotas == [None, None, 2_500_000_000]
+
+
 @pytest.mark.parametrize("text, expected", [
     (GOOD.replace('name = "cfg"\n', 'name = "cfg\n', 1), "not valid TOML: Illegal character '\\n' (at line 5"),
     (GOOD.replace("transition_timeout = 3.0", "transition_timeout = -1"),
@@ -43,6 +52,8 @@ def test_good_topology_is_written(loaded):
      "ecc_servers[0].node: no node named 'daq9'"),
     (GOOD.replace('source = "CoBo[1]"', 'source = "CoBo[7]"'), "data_routers[1].source"),
     (GOOD + '\n[bogus]\nx = 1\n', "bogus: Extra inputs are not permitted"),
+    (GOOD.replace('type = "TCP"', 'type = "TCP"\nstaging_quota_gb = 0', 1),
+     "data_routers[0].staging_quota_gb"),
     (GOOD.replace('sources = ["CoBo[1]"]', 'sources = ["CoBo[0]"]'), "driven by two ECC servers"),
 ])
 def test_bad_topology_names_the_line_or_key_and_changes_nothing(loaded, text, expected):

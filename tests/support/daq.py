@@ -13,12 +13,15 @@ import models
 from models import (
     Alarm,
     AuditEntry,
+    EccSample,
     ECCServer,
+    PlanEntry,
     RouterSample,
     Run,
     RunField,
     RunFiles,
     RunNote,
+    RunPlan,
     Stage,
     Step,
     Workflow,
@@ -49,11 +52,11 @@ def row_counts() -> tuple[int, ...]:
 
 
 def clear_workflow_records() -> None:
-    """Delete every workflow, its audit, runs with their notes and files, and the run
-    fields, children before parents."""
+    """Delete every run plan, workflow, its audit, runs with their notes and files, the run
+    fields, alarms and health samples, children before parents."""
     with models.session() as s:
-        for table in (AuditEntry, RunFiles, RunNote, RunField, Step, Stage, Workflow, Run,
-                      Alarm, RouterSample):
+        for table in (PlanEntry, RunPlan, AuditEntry, RunFiles, RunNote, RunField, Step, Stage,
+                      Workflow, Run, Alarm, RouterSample, EccSample):
             s.exec(delete(table))
 
 

@@ -43,6 +43,10 @@ class SimulatorHandle:
         """How every simulated router writes while running: files_per_run, interval, file_bytes."""
         return self._call("POST", "/_sim/set", {"router_writes": how})
 
+    def router_fill(self, name: str, size: int):
+        """Put a file of ``size`` bytes in one router's staging (0: remove it)."""
+        return self._call("POST", "/_sim/set", {"router_fill": {name: size}})
+
     def router_writing(self, name: str, writing: bool):
         """Stop one simulated router writing (its program hangs), or let it write again."""
         return self._call("POST", "/_sim/set", {"router_writing": {name: writing}})

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from pipelines.simulator.topology import simulated_topology
+from tests.support import ROOT
 from tests.support.daq import clean_staging, clear_workflow_records
+from tests.support.processes import stop_process
 from tests.support.services import RedisHandle, WorkerHandle, start_simulator
 
 
@@ -87,3 +91,16 @@ def daq(simulator, redis_url, staging_root):
 def running_daq(daq, worker):
     """The standard DAQ with a worker serving it."""
     return daq
+
+
+@pytest.fixture
+def beat(running_daq, tmp_path):
+    """A real celery beat with a 1 s ECC watch period."""
+    log = open(tmp_path / "beat.log", "wb")
+    env = dict(os.environ, DAQFLOW_WATCH_ECC_SECONDS="1", DAQFLOW_WATCH_ROUTERS_SECONDS="2")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pipelines.orchestration.app",
+                             "beat", "--schedule", str(tmp_path / "beat-schedule"),
+                             "--loglevel", "INFO"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    yield proc
+    stop_process(proc)

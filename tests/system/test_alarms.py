@@ -21,7 +21,7 @@ from models import Alarm, Experiment, RouterSample
 from models.columns import utcnow
 from pipelines.cli.supervisor import free_port
 from pipelines.daq.ecc.states import EccState
-from pipelines.runcontrol import accounts, health, launching, tasks
+from pipelines.runcontrol import accounts, health, launching, tasks, watch
 from tests.support.daq import set_all, wait_workflow
 from tests.support.processes import stop_process, wait_for
 from tests.support.services import start_worker
@@ -54,18 +54,25 @@ def smtp_server():
 
 @pytest.fixture
 def webhook_server():
+    """An HTTP server taking the webhook's posts; ``server.fail_next`` posts get a 500."""
     received = []
 
     class Hook(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if server.fail_next > 0:
+                server.fail_next -= 1
+                self.send_response(500)
+            else:
+                received.append(body)
+                self.send_response(200)
             self.end_headers()
 
         def log_message(self, *args):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Hook)
+    server.fail_next = 0
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server, received
     server.shutdown()
@@ -193,7 +200,7 @@ def test_an_alarm_that_cannot_be_delivered_says_why_on_the_alarms_page(running_d
                 Experiment.active == True)).one()  # noqa: E712
             experiment.alarm_settings = {"email": ["shift@lab.example"]}
         running_daq.fault("ecc-cobo5", "refuse")  # (cobo0 is the simulator's control port)
-        tasks.watch_ecc()
+        watch.refresh_ecc_states()
         tasks.check_routers()
         [alarm] = alarms_of("ecc_offline")
         failed = wait_for(lambda: alarms_of("ecc_offline")[0].notify_error, timeout=20,
@@ -208,21 +215,72 @@ def test_an_alarm_that_cannot_be_delivered_says_why_on_the_alarms_page(running_d
         stop_process(proc)
 
 
-def test_a_staging_disk_below_its_threshold_raises_and_clears_its_alarm(running_daq):
-    def limit(gigabytes: float) -> None:
-        with models.session() as s:
-            experiment = s.exec(select(Experiment).where(
-                Experiment.active == True)).one()  # noqa: E712
-            experiment.alarm_settings = {"disk_free_min_gb": gigabytes}
+def test_a_staging_disk_that_fills_raises_and_clears_its_alarm(running_daq):
+    sim = running_daq
+    with models.session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.active == True)).one()  # noqa: E712
+        experiment.alarm_settings = {"disk_free_min_gb": 0.02}
+        # router-2's staging disk is shared: it may fill 50 MB of it.
+        s.exec(select(models.DataRouter).where(models.DataRouter.name == "router-2")) \
+            .one().staging_quota_bytes = 50_000_000
+    tasks.check_routers()
+    assert alarms_of("disk_low") == []
+    sim.router_fill("router-2", 40_000_000)  # 10 MB left of its quota
+    tasks.check_routers()
+    [low] = alarms_of("disk_low")
+    assert low.subject == "router-2" and "0.0 GB free on its staging disk, below 0.02 GB" \
+        in low.message
+    latest = health.latest(health.series(utcnow() - timedelta(minutes=1), router="router-2"))
+    assert latest["router-2"]["free_bytes"] == 10_000_000
+    sim.router_fill("router-2", 0)
+    tasks.check_routers()
+    assert alarms_of("disk_low")[0].cleared_at is not None
 
-    limit(10**9)  # a billion gigabytes: no disk here has that much free
+
+def test_an_ecc_servers_reachability_and_state_are_sampled_when_they_change(running_daq):
+    sim = running_daq
+    watch.refresh_ecc_states()  # what beat's ECC watch does first, every 5 s
+    watch.refresh_ecc_states()  # nothing changed: nothing more written
+    start = utcnow() - timedelta(minutes=1)
+    series = health.ecc_series(start)
+    assert len(series) == 9 and all(len(points) == 1 for points in series.values())
+    assert series["ecc-cobo5"][0]["online"] is True
+    sim.fault("ecc-cobo5", "refuse")  # (cobo0 is the simulator's control port)
+    watch.refresh_ecc_states()
+    sim.clear_faults()
+    watch.refresh_ecc_states()
+    series = health.ecc_series(start)
+    assert [(p["online"], p["state"]) for p in series["ecc-cobo5"]] == [
+        (True, "IDLE"), (False, None), (True, "IDLE")]
+    assert series["ecc-cobo5"][1]["error"] and len(series["ecc-cobo4"]) == 1
+    account("robot", "viewer")
+    token = {"Authorization": f"Bearer {accounts.issue_token('robot')}"}
+    answer = web_app().test_client().get("/api/health/ecc", headers=token).get_json()
+    assert [p["online"] for p in answer["ecc-cobo5"]] == [True, False, True]
+    # Retention keeps a server's newest sample, however old: the state that still holds.
+    later = utcnow() + timedelta(days=30)
+    assert health.forget_old_samples(later) == 2  # ecc-cobo5's two older ones
+    assert all(len(points) == 1 for points in health.ecc_series(later).values())
+    assert health.ecc_series(later)["ecc-cobo5"][0]["online"] is True
+
+
+def test_a_notification_one_channel_failed_retries_only_that_channel(
+        running_daq, smtp_server, webhook_server, notify_worker):
+    _, mailbox = smtp_server
+    hook, posted = webhook_server
+    hook.fail_next = 1  # the webhook answers 500 once
+    with models.session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.active == True)).one()  # noqa: E712
+        experiment.alarm_settings = {"email": ["shift@lab.example"]}
+    running_daq.fault("ecc-cobo5", "refuse")
+    watch.refresh_ecc_states()
     tasks.check_routers()
-    low = alarms_of("disk_low")
-    assert {a.subject for a in low} == {f"router-{i}" for i in range(9)}
-    assert "GB free on its staging disk, below 1e+09 GB" in low[0].message
-    limit(0)
-    tasks.check_routers()
-    assert all(a.cleared_at for a in alarms_of("disk_low"))
+    [alarm] = alarms_of("ecc_offline")
+    wait_for(lambda: alarms_of("ecc_offline")[0].notified_at, timeout=30,
+             message="the retried notification")
+    assert len(posted) == 1 and hook.fail_next == 0
+    assert len(mailbox.messages) == 1  # the email went with the first try, and only then
+    assert alarms_of("ecc_offline")[0].notify_error is None
 
 
 def test_an_alarm_kind_set_to_stop_the_run_stops_it_as_an_audited_stop(running_daq):

@@ -49,12 +49,24 @@ asked_at = "stop"
 
 @pytest.fixture
 def demo(tmp_path):
-    """`daqflow up --demo` on free ports (its own SQLite, Redis and simulator); stopped by PID."""
+    """`daqflow up --demo` on free ports (its own SQLite, Redis and simulator) with nine
+    sources slow enough to watch (1 s a transition); stopped by PID."""
+    yield from _up_demo(tmp_path, sources=9, seconds_per_source=1.0)
+
+
+@pytest.fixture
+def quick_demo(tmp_path):
+    """The same with three quick sources (0.2 s a transition), for unattended runs."""
+    yield from _up_demo(tmp_path, sources=3, seconds_per_source=0.2)
+
+
+def _up_demo(tmp_path, sources: int, seconds_per_source: float):
     from pipelines.cli.supervisor import free_port, wait_for_port
 
     sim_port, web_port = free_port(), free_port()
     topology = tmp_path / "topology.toml"
-    topology.write_text(simulated_topology([sim_port] * 9, seconds_per_source=1.5,
+    topology.write_text(simulated_topology([sim_port] * sources,
+                                           seconds_per_source=seconds_per_source,
                                            transition_timeout=30, experiment="e2e",
                                            staging_root=tmp_path / "staging") + RUN_FIELDS
                         + BEAM_CONFIG)
@@ -346,3 +358,46 @@ def test_a_256_source_daq_is_readable_on_one_screen(big_daq, page):
     grid = page.locator("#source-grid").bounding_box()
     assert grid["y"] + grid["height"] < 900, "the grid does not fit on one screen"
     page.screenshot(path=str(ARTIFACTS / "run-control-256-sources.png"))
+
+
+def test_a_timed_run_counts_down_and_a_run_plan_advances_in_chromium(quick_demo, page):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_in(page, quick_demo)
+    page.get_by_role("button", name="Read configs").click()
+    expect(page.locator("#common-configs")).to_have_text("beam, cfg")
+    page.get_by_role("link", name="Run plan").click()
+    page.locator("#plan-form textarea").fill(
+        'name = "e2e plan"\n[[entries]]\ntitle = "first"\nconfig = "cfg"\nduration = "4s"\n'
+        '[[entries]]\ntitle = "second"\nconfig = "cfg"\nduration = "2s"\n')
+    page.get_by_role("button", name="Run this plan").click()
+    expect(page.locator("#plan-state")).to_have_text("running")
+    # The first entry's run counts down on the plan page, then the plan moves on.
+    first = page.locator('tr[data-entry="1"]')
+    expect(first.locator(".plan-countdown")).to_have_text(re.compile(r"^0:0[0-4]$"))
+    page.screenshot(path=str(ARTIFACTS / "run-plan-running.png"), full_page=True)
+    expect(first.locator(".entry-state")).to_have_text("done")
+    expect(page.locator('tr[data-entry="2"] .entry-state')).to_contain_text("running")
+    expect(page.locator("#plan-state")).to_have_text("done")
+    expect(page.locator('tr[data-entry="2"]')).to_contain_text("run 1 (cfg)")
+    page.screenshot(path=str(ARTIFACTS / "run-plan-done.png"), full_page=True)
+
+    # A timed run from the start form: "stops in" counts down on the run-control page.
+    page.get_by_role("link", name="Run control").click()
+    form = page.locator("#start-form")
+    form.get_by_label("Title").fill("timed")
+    form.get_by_label("Stop after").fill("1h")
+    form.get_by_label("auto-restart").check()
+    page.get_by_role("button", name="Start run").click()
+    countdown = page.locator("#run-countdown")
+    expect(countdown).to_have_text(re.compile(r"^59:\d\d$|^1:00:00$"))
+    expect(page.locator("#auto-restart")).to_have_text("auto-restart on")
+    was = countdown.text_content()
+    page.wait_for_function("([was]) => document.querySelector('#run-countdown').textContent "
+                           "!== was", arg=[was], timeout=5000)
+    page.screenshot(path=str(ARTIFACTS / "run-control-timed-run.png"), full_page=True)
+    page.locator("#limits-form").get_by_role("button", name="Cancel timer").click()
+    expect(page.locator("#run-plan")).to_contain_text("no planned length")
+    assert page.blocked == []

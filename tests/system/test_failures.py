@@ -2,10 +2,7 @@
 concurrent Start clicks, a dead ECC server seen by beat."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,9 +14,8 @@ import models
 from models import ECCServer, Run, Stage, Step, Workflow
 from pipelines.daq.ecc.states import EccState
 from pipelines.runcontrol import errors, launching, lock, progress, replay, watch
-from tests.support import ROOT
 from tests.support.daq import sends, set_all, steps_of, wait_workflow
-from tests.support.processes import stop_process, wait_for
+from tests.support.processes import wait_for
 from tests.support.web import operator_client
 
 
@@ -243,19 +239,6 @@ def test_the_lock_is_released_only_by_its_owner_and_expires(redis_url):
     assert lock.holder() == token
     wait_for(lambda: lock.holder() is None, timeout=5, message="the lock to expire")
     assert not lock.release(token)  # expired: nothing of ours to release
-
-
-@pytest.fixture
-def beat(running_daq, tmp_path):
-    """A real celery beat with a 1 s ECC watch period."""
-    log = open(tmp_path / "beat.log", "wb")
-    env = dict(os.environ, DAQFLOW_WATCH_ECC_SECONDS="1", DAQFLOW_WATCH_ROUTERS_SECONDS="2")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pipelines.orchestration.app",
-                             "beat", "--schedule", str(tmp_path / "beat-schedule"),
-                             "--loglevel", "INFO"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    yield proc
-    stop_process(proc)
 
 
 def test_beat_marks_a_dead_ecc_server_offline_and_refreshes_the_others(running_daq, beat,

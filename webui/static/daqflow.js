@@ -2,7 +2,7 @@
 // - The message box empties itself when an action on the live section succeeded, or when
 //   the server says so (the HX-Trigger "daqflow-clear-message" of an accepted action).
 // - Clocks tick between polls, from the timestamps the server rendered (data-since: a
-//   running time; data-at: "checked 12 s ago").
+//   running time; data-until: a countdown; data-at: "checked 12 s ago").
 // - When the server cannot be reached, the page says so within one poll period and greys
 //   the live section instead of showing the last state as current.
 (function () {
@@ -46,6 +46,10 @@
     document.querySelectorAll(".ticking[data-since]").forEach(function (element) {
       var since = Date.parse(element.getAttribute("data-since"));
       if (!isNaN(since)) { element.textContent = hms((Date.now() - skew - since) / 1000); }
+    });
+    document.querySelectorAll(".ticking[data-until]").forEach(function (element) {
+      var until = Date.parse(element.getAttribute("data-until"));
+      if (!isNaN(until)) { element.textContent = hms((until - Date.now() + skew) / 1000); }
     });
     document.querySelectorAll(".ago[data-at]").forEach(function (element) {
       var at = Date.parse(element.getAttribute("data-at"));

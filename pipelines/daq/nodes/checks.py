@@ -70,12 +70,13 @@ class EccProcessStatus:
 class _NodeWork:
     """What one SSH session on a node checks: its routers and its ECC servers."""
 
-    routers: list[tuple[str, str]] = field(default_factory=list)
+    # (name, staging directory, quota in bytes or None)
+    routers: list[tuple[str, str, int | None]] = field(default_factory=list)
     ecc_servers: list[str] = field(default_factory=list)
 
 
 def _check_node(access: NodeAccess, work: _NodeWork, next_run: tuple[str, int] | None):
-    dirs = [staging for _, staging in work.routers]
+    dirs = [staging for _, staging, _ in work.routers]
     processes = ((ROUTER_PROCESS,) if work.routers else ()) + \
         ((ECC_PROCESS,) if work.ecc_servers else ())
     try:
@@ -83,16 +84,25 @@ def _check_node(access: NodeAccess, work: _NodeWork, next_run: tuple[str, int] |
             found = check(node, dirs, processes, next_run)
     except NodeError as exc:
         return ([RouterStatus(name, access.name, staging, None, None, str(exc))
-                 for name, staging in work.routers],
+                 for name, staging, _ in work.routers],
                 [EccProcessStatus(name, access.name, None, str(exc)) for name in work.ecc_servers])
     return ([RouterStatus(name, access.name, staging, found.processes[ROUTER_PROCESS],
                           found.graw_files[staging],
                           next_run_folder=_taken(found, staging, next_run),
                           graw_bytes=found.graw_bytes.get(staging),
-                          free_bytes=found.free_bytes.get(staging))
-             for name, staging in work.routers],
+                          free_bytes=_free(found, staging, quota))
+             for name, staging, quota in work.routers],
             [EccProcessStatus(name, access.name, found.processes[ECC_PROCESS])
              for name in work.ecc_servers])
+
+
+def _free(found, staging: str, quota: int | None) -> int | None:
+    # A quota on a shared disk leaves less than the filesystem may have free.
+    free = found.free_bytes.get(staging)
+    if quota is None:
+        return free
+    left = max(0, quota - (found.graw_bytes.get(staging) or 0))
+    return left if free is None else min(free, left)
 
 
 def _taken(found, staging: str, next_run: tuple[str, int] | None) -> str | None:
@@ -115,7 +125,7 @@ def check_nodes() -> tuple[list[RouterStatus], list[EccProcessStatus]]:
         by_node: dict[NodeAccess, _NodeWork] = {}
         for router, node in routers:
             by_node.setdefault(access_of(node), _NodeWork()).routers.append(
-                (router.name, router.staging_dir))
+                (router.name, router.staging_dir, router.staging_quota_bytes))
         for server, node in servers:
             by_node.setdefault(access_of(node), _NodeWork()).ecc_servers.append(server.name)
     if not by_node:

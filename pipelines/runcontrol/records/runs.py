@@ -35,7 +35,10 @@ def record_run_started(s, workflow: Workflow, stages: list[Stage]) -> int:
               server_configs={server: (config or {}).get("name", "") for server, config
                               in (params.get("configs") or {}).items()},
               started_at=confirmed_at(s, stages), started_by=asked_by(s, workflow),
-              comment=params.get("comment", ""), fields=dict(params.get("fields") or {}))
+              comment=params.get("comment", ""), fields=dict(params.get("fields") or {}),
+              planned_seconds=params.get("duration_seconds"),
+              planned_bytes=params.get("max_bytes"),
+              auto_restart=bool(params.get("auto_restart")))
     s.add(run)
     experiment.last_run_number = number
     s.flush()
