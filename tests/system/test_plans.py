@@ -21,9 +21,9 @@ from tests.support.web import operator_client
 
 BEAM = '\n[[configs]]\nname = "beam"\ndescribe = "beam"\nprepare = "beam"\nconfigure = "beam"\n'
 PLAN = {"name": "calibration", "entries": [
-    {"title": "pulser cfg", "run_class": "PULS", "config": "cfg", "duration": "2s"},
-    {"title": "beam one", "run_class": "BEAM", "config": "beam", "duration_seconds": 2},
-    {"title": "beam two", "run_class": "BEAM", "config": "beam", "duration": "2s",
+    {"title": "pulser cfg", "run_class": "PULS", "config": "cfg", "duration": "1s"},
+    {"title": "beam one", "run_class": "BEAM", "config": "beam", "duration_seconds": 1},
+    {"title": "beam two", "run_class": "BEAM", "config": "beam", "duration": "1s",
      "comment": "same config: no reconfiguration"}]}
 
 
@@ -63,8 +63,8 @@ def test_a_three_entry_plan_with_two_configs_runs_to_the_end(plan_daq):
         runs = s.exec(select(Run).order_by(Run.number)).all()
     assert [(r.title, r.run_class, r.config_name) for r in runs] == [
         ("pulser cfg", "PULS", "cfg"), ("beam one", "BEAM", "beam"), ("beam two", "BEAM", "beam")]
-    assert [e["run"] for e in view["entries"]] == [0, 1, 2]
-    assert all(r.stopped_at and r.planned_seconds == 2 and r.files_organized_at for r in runs)
+    assert [e["run"] for e in view["entries"]] == [r.number for r in runs]
+    assert all(r.stopped_at and r.planned_seconds == 1 and r.files_organized_at for r in runs)
     assert runs[2].comment == "same config: no reconfiguration"
     # From IDLE up with cfg; cfg to beam goes down to IDLE (every sub-config differs) and
     # up again; beam to beam changes nothing.
@@ -72,14 +72,15 @@ def test_a_three_entry_plan_with_two_configs_runs_to_the_end(plan_daq):
     assert kinds() == up + ["start_run", "stop_run"] + ["reset"] * 3 + up + \
         ["start_run", "stop_run"] * 2
     page = operator_client().get("/plans/").get_data(as_text=True)
-    assert 'id="plan-state" class="state state-done"' in page and "run 2</a> (beam)" in page
+    assert 'id="plan-state" class="state state-done"' in page
+    assert f"run {runs[2].number}</a> (beam)" in page
 
 
 def test_a_failing_entry_pauses_the_plan_with_an_alarm_and_resume_finishes_it(plan_daq):
     sim = plan_daq
     sim.fault("ecc-cobo1", "error", operation="Start", code=5, message="clock not locked",
               times=1)
-    plan_id = plans.create({"name": "short", "entries": PLAN["entries"][:2]}, actor="shift")
+    plan_id = plans.create({"name": "short", "entries": PLAN["entries"][:1]}, actor="shift")
     failed = wait_for(lambda: tasks.watch_runs()["plan"] and _ended(plan_id, "paused"),
                       timeout=60, message="the plan to pause")
     assert "clock not locked" in failed["error"] and failed["entries"][0]["state"] == "running"
@@ -92,25 +93,38 @@ def test_a_failing_entry_pauses_the_plan_with_an_alarm_and_resume_finishes_it(pl
     resumed = client.post(f"/plans/{plan_id}/resume")
     assert resumed.status_code == 200
     view = wait_for(lambda: _ended(plan_id), timeout=90, message="the resumed plan to end")
-    assert [e["state"] for e in view["entries"]] == ["done", "done"]
+    assert [e["state"] for e in view["entries"]] == ["done"]
     with models.session() as s:
         runs = s.exec(select(Run).order_by(Run.number)).all()
         starts = s.exec(select(Workflow).where(
             Workflow.kind == WorkflowKind.START_RUN)).all()
-    assert [r.config_name for r in runs] == ["cfg", "beam"]
-    assert len(starts) == 2  # the failed start was replayed, not started again
+    assert [(r.title, r.config_name) for r in runs] == [("pulser cfg", "cfg")]
+    assert len(starts) == 1  # the failed start was replayed, not started again
     assert client.post(f"/plans/{plan_id}/skip").status_code == 409  # ended: nothing to skip
 
 
 def test_a_run_stopped_by_hand_ends_its_entry_and_pauses_the_plan(plan_daq):
     plan = {"name": "long", "entries": [
         {"title": "long one", "config": "cfg", "duration": "1h"},
-        {"title": "after", "config": "cfg", "duration": "2s"}]}
+        {"title": "after", "config": "cfg", "duration": "1s"}]}
     plan_id = plans.create(plan)
     wait_for(lambda: plans.view(plan_id)["entries"][0]["run"] is not None, timeout=60,
              message="the first run to start")
-    countdown = operator_client().get("/plans/live").get_data(as_text=True)
+    client = operator_client()
+    countdown = client.get("/plans/live").get_data(as_text=True)
     assert 'class="ticking plan-countdown"' in countdown
+    # The run's length is the operator's to change from the run-control page (audited).
+    page = client.post("/actions/run-limits", data={"duration": "2h", "auto_restart": "1"})
+    assert page.status_code == 200 and "auto-restart on" in page.get_data(as_text=True)
+    assert 'id="run-countdown"' in page.get_data(as_text=True)
+    with models.session() as s:
+        run = s.exec(select(Run).order_by(Run.id.desc())).first()
+        audit = s.exec(select(models.AuditEntry).where(
+            models.AuditEntry.action == "run_limits")).one()
+    assert (run.planned_seconds, run.auto_restart) == (7200, True)
+    assert audit.actor == "alice" and audit.detail["duration_seconds"] == 7200
+    page = client.post("/actions/run-limits", data={"cancel": "1"}).get_data(as_text=True)
+    assert "no planned length" in page and "auto-restart off" in page
     stop = launching.launch(WorkflowKind.STOP_RUN, note="beam lost")
     view = wait_for(lambda: _ended(plan_id, "paused"), timeout=60, message="the pause")
     assert view["entries"][0]["state"] == "stopped" and "by hand" in view["error"]

@@ -17,7 +17,6 @@ from pipelines.orchestration import results
 from pipelines.runcontrol import launching, tasks, timed
 from tests.support.daq import set_all, wait_workflow
 from tests.support.processes import wait_for
-from tests.support.web import operator_client
 
 # The planned length of the tests' runs, and how late after it a run may be recorded
 # stopped: the ETA timer fires within a second of its time, then a stop workflow
@@ -57,6 +56,15 @@ def test_a_timed_run_restarts_itself_three_times_each_recorded_with_its_settings
                              comment="overnight beam", duration_seconds=PLANNED,
                              auto_restart=True)
     assert wait_workflow(first)["state"] == "succeeded"
+    [run0] = runs()
+    # A duplicate of run 0's timer before its limit: nothing yet.
+    assert timer_message(run0.id) == {"run": run0.id, "stopped": False,
+                                      "why": "limit not reached"}
+    # Once run 1 goes, a late timer of run 0 stops nothing; run 1 stops at its own limit.
+    wait_for(lambda: len(runs()) >= 2 and runs()[1].started_at, timeout=30,
+             message="the second run to start")
+    assert timer_message(run0.id) == {"run": run0.id, "stopped": False,
+                                      "why": "not the run going"}
     # The third run is the last: its automatic restart is cancelled while it goes (audited).
     third = wait_for(lambda: len(runs()) >= 3 and runs()[2].started_at and runs()[2],
                      timeout=60, message="the third run to start")
@@ -79,44 +87,11 @@ def test_a_timed_run_restarts_itself_three_times_each_recorded_with_its_settings
     # Each run starts only once the one before has stopped and its files are organized.
     for before, after in zip(chain, chain[1:]):
         assert before.files_organized_at <= after.started_at
-
-
-def test_a_timer_acts_on_its_own_run_only_and_once(running_daq):
-    set_all(running_daq, EccState.READY)
-    start = launching.launch(WorkflowKind.START_RUN, title="timed", duration_seconds=PLANNED)
-    assert wait_workflow(start)["state"] == "succeeded"
-    [run0] = runs()
-    # A duplicate of the timer before the limit: nothing yet.
-    early = timer_message(run0.id)
-    assert early == {"run": run0.id, "stopped": False, "why": "limit not reached"}
-    wait_for(lambda: _stopped_count(1), timeout=20, message="run 0 to stop at its limit")
-    wait_for(_idle, timeout=30, message="the stop to end")
-    # The same timer again, redelivered once the run stopped: nothing to do.
-    again = timer_message(run0.id)
-    assert again["stopped"] is False
-    # A late timer of run 0 while run 1 (untimed) goes stops nothing.
-    set_all(running_daq, EccState.READY)
-    assert wait_workflow(launching.launch(WorkflowKind.START_RUN, title="next"))["state"] \
-        == "succeeded"
-    late = timer_message(run0.id)
-    assert late == {"run": run0.id, "stopped": False, "why": "not the run going"}
-    assert timed.sweep() is None  # an untimed run is never at a limit
+    # Run 0's timer once more, redelivered after all this: it did its work already.
+    assert timer_message(run0.id)["stopped"] is False
     with models.session() as s:
-        run1 = s.exec(select(Run).where(Run.number == 1)).one()
         stops = s.exec(select(Workflow).where(Workflow.kind == WorkflowKind.STOP_RUN)).all()
-    assert run1.stopped_at is None and len(stops) == 1
-    # The operator sets a limit on the run going from the page (audited); it is kept.
-    client = operator_client()
-    page = client.post("/actions/run-limits", data={"duration": "1h", "auto_restart": "1"})
-    assert page.status_code == 200
-    assert 'id="run-countdown"' in page.get_data(as_text=True)
-    assert "auto-restart on" in page.get_data(as_text=True)
-    with models.session() as s:
-        run1 = s.exec(select(Run).where(Run.number == 1)).one()
-    assert run1.planned_seconds == 3600 and run1.auto_restart
-    page = client.post("/actions/run-limits", data={"cancel": "1"}).get_data(as_text=True)
-    assert "no planned length" in page and "auto-restart off" in page
-    assert wait_workflow(launching.launch(WorkflowKind.STOP_RUN))["state"] == "succeeded"
+    assert len(stops) == 3
 
 
 def test_a_control_worker_killed_while_the_timer_waits_still_stops_the_run(running_daq,
