@@ -165,7 +165,7 @@ class Daq:
                                     "worker", "--pool", pool, "--concurrency", str(concurrency),
                                     "--queues", queues, "--hostname", f"{name}@%h",
                                     "--loglevel", "WARNING", "--without-gossip",
-                                    "--without-mingle"])
+                                    "--without-mingle", "--include", "bench.engine"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             replies = app.control.ping(timeout=0.5) or []

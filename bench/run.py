@@ -26,6 +26,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import engine
 from bench.harness import Daq, busy_cpu_seconds, private_redis
 from bench.profile import Recording, py_spy
 
@@ -196,8 +197,7 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
     for n in sizes:
         daq = Daq(redis_url, n, seconds)
         try:
-            floor = 2 * seconds  # CoBos in parallel, then the MuTAnT: two transitions
-            row = {"sources": n, "seconds_per_transition": seconds, "floor_seconds": floor}
+            row = {"sources": n, "seconds_per_transition": seconds}
             timeout = 60 + 2 * n * seconds  # a start's deadline, generous for large N
             start_control(daq, n)
             cpu_before, busy_before, began = daq.cpu_seconds(), busy_cpu_seconds(), time.time()
@@ -207,10 +207,25 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             row["busy_cores"] = round((busy_cpu_seconds() - busy_before) / (time.time() - began), 2)
             # The stages of the median start: when steps began, ended, and the stage completed.
             row["timeline"] = stage_timeline(sorted(starts, key=lambda st: st[1])[reps // 2][0])
+            # The floor: one transition time per stage (re-arm the MuTAnT: Breakup and
+            # Configure; the CoBos in parallel; the MuTAnT).
+            shape = [stage["steps"] for stage in row["timeline"]]
+            floor = len(shape) * seconds
+            row.update(floor_seconds=floor, stages=shape)
             # Where the time goes: CPU milliseconds per source, per process.
             row["cpu_ms_per_source"] = {
                 name: round(1000 * (used - cpu_before.get(name, 0.0)) / (reps * n), 2)
                 for name, used in daq.cpu_seconds().items()}
+            # The engine alone on the same workers: the same chain of chords, members that
+            # only sleep T, callbacks that do nothing.
+            cpu_before = daq.cpu_seconds()
+            engine_walls = [engine.run(shape, seconds, timeout) for _ in range(reps)]
+            row["engine"] = {"walls": engine_walls, "median": statistics.median(engine_walls),
+                             "ratio": statistics.median(engine_walls) / floor,
+                             "cpu_ms_per_source": {
+                                 name: round(1000 * (used - cpu_before.get(name, 0.0))
+                                             / (reps * n), 2)
+                                 for name, used in daq.cpu_seconds().items()}}
             if profile is not None:
                 row["profile"] = profiled_starts(daq, profile / f"n{n}", timeout)
             # Callback latency from Celery's task events, switched on only now: they cost
@@ -235,8 +250,10 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
                                 "median": statistics.median(walls),
                                 "ratio": statistics.median(walls) / floor}
             row["speedup"] = row["prefork10"]["median"] / row["threads"]["median"]
+            row["over_engine"] = row["threads"]["median"] / row["engine"]["median"]
             print(f"  N={n:5d}: threads {row['threads']['median']:.2f} s "
-                  f"({row['threads']['ratio']:.2f} x floor), prefork10 "
+                  f"({row['threads']['ratio']:.2f} x floor, {row['over_engine']:.2f} x engine "
+                  f"{row['engine']['median']:.2f} s), prefork10 "
                   f"{row['prefork10']['median']:.2f} s ({row['prefork10']['ratio']:.2f} x floor)",
                   flush=True)
             rows.append(row)
@@ -434,11 +451,14 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int) -> dict:
 
 def table(results: dict) -> str:
     """The figures as a Markdown table (pasted into the README's Performance section)."""
-    out = ["| N sources | floor (s) | daqflow (s) | daqflow / floor | prefork 10 (s) | "
-           "prefork 10 / floor | speed-up |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| N sources | stages | floor (s) | engine (s) | daqflow (s) | daqflow / engine | "
+           "daqflow / floor | prefork 10 (s) | prefork 10 / floor | speed-up |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in results.get("start", []):
-        out.append(f"| {row['sources']} | {row['floor_seconds']:.1f} | "
-                   f"{row['threads']['median']:.2f} | {row['threads']['ratio']:.2f} | "
+        out.append(f"| {row['sources']} | {'+'.join(map(str, row['stages']))} | "
+                   f"{row['floor_seconds']:.1f} | {row['engine']['median']:.2f} | "
+                   f"{row['threads']['median']:.2f} | {row['over_engine']:.2f} | "
+                   f"{row['threads']['ratio']:.2f} | "
                    f"{row['prefork10']['median']:.2f} | {row['prefork10']['ratio']:.2f} | "
                    f"{row['speedup']:.1f}x |")
     if "progress" in results:
@@ -460,6 +480,9 @@ def table(results: dict) -> str:
         for row in rows:
             out.append(f"| N = {row['sources']} | " + " | ".join(
                 f"{row['cpu_ms_per_source'].get(name, 0):.1f}" for name in names) + " |")
+            out.append(f"| engine, N = {row['sources']} | " + " | ".join(
+                f"{row['engine']['cpu_ms_per_source'].get(name, 0):.1f}" for name in names)
+                + " |")
     for row in rows:
         if "timeline" in row:
             out += ["", f"N = {row['sources']}, median start, machine {row['busy_cores']:.2f} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from htmx_flask import make_response
 
-from pipelines.runcontrol import plans
+from pipelines.runcontrol import planfile, plans
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from webui import auth
 from webui.errors import refusal
@@ -50,7 +50,7 @@ def _plan_section(status_code: int = 200):
 def load():
     """Load a plan written in the page's text box (TOML) and take its first step."""
     try:
-        plans.create(plans.read_toml(request.form.get("plan", "")), actor=auth.actor())
+        plans.create(planfile.read_toml(request.form.get("plan", "")), actor=auth.actor())
     except (Invalid, Refused) as exc:
         return refusal(exc)
     return _plan_section()

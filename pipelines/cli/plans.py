@@ -46,13 +46,13 @@ def plan():
 def plan_run(file):
     """Run the plan in FILE (TOML: name, then [[entries]] with title, run_class, config,
     duration and/or max_size, comment, fields)."""
-    from pipelines.runcontrol import plans
+    from pipelines.runcontrol import planfile, plans
 
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"{file}: cannot read it as UTF-8 text: {exc}")
-    plan_id = _call(lambda: plans.create(plans.read_toml(text)))
+    plan_id = _call(lambda: plans.create(planfile.read_toml(text)))
     _show(plans.view(plan_id))
 
 

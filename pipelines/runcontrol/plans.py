@@ -13,8 +13,6 @@ plan goes on), skips the entry, or aborts the plan.
 """
 from __future__ import annotations
 
-import tomllib
-
 from sqlmodel import select
 
 from models import ECCServer, PlanEntry, Run, RunPlan, Workflow, session
@@ -24,8 +22,6 @@ from models.vocabulary import (
     REPLAYABLE_STATES,
     EntryState,
     PlanState,
-    RunClass,
-    RunMoment,
     WorkflowKind,
 )
 from pipelines.daq.ecc.states import EccState
@@ -34,17 +30,15 @@ from pipelines.runcontrol import (
     configs,
     launching,
     lock,
+    planfile,
     replay,
-    runfields,
     timed,
     watch,
 )
 from pipelines.runcontrol.errors import Invalid, NotFound, Refused, Unavailable
 from pipelines.runcontrol.planning import current_run
-from pipelines.runcontrol.texts import duration_seconds, operator_text, size_bytes
 
 ADVANCE_KEY = "daqflow:plan-advance"
-MAX_ENTRIES = 200
 # The entries a plan is done with.
 ENDED = (EntryState.DONE, EntryState.SKIPPED, EntryState.STOPPED)
 # The collective transition that goes up from each state.
@@ -52,65 +46,9 @@ UP = {EccState.IDLE: WorkflowKind.DESCRIBE, EccState.DESCRIBED: WorkflowKind.PRE
       EccState.PREPARED: WorkflowKind.CONFIGURE}
 
 
-def check_plan(data: object) -> dict:
-    """A plan as posted (JSON) or read (TOML), checked; Invalid names the entry and key."""
-    if not isinstance(data, dict) or set(data) - {"name", "entries"}:
-        raise Invalid("a plan is an object with a name and its entries")
-    name = operator_text("name", data.get("name", ""), 200) or "run plan"
-    entries = data.get("entries")
-    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_ENTRIES:
-        raise Invalid(f"entries must be a list of 1 to {MAX_ENTRIES} runs")
-    with session() as s:
-        definitions = runfields.definitions(s)
-    return {"name": name, "entries": [_entry(i, raw, definitions)
-                                      for i, raw in enumerate(entries, 1)]}
-
-
-def _entry(position: int, raw: object, definitions) -> dict:
-    where = f"entry {position}"
-    keys = {"title", "run_class", "config", "duration", "duration_seconds", "max_size",
-            "max_bytes", "comment", "fields"}
-    if not isinstance(raw, dict) or set(raw) - keys:
-        unknown = sorted(set(raw) - keys) if isinstance(raw, dict) else []
-        raise Invalid(f"{where}: an object with {', '.join(sorted(keys))}"
-                      + (f" (not {', '.join(map(str, unknown))[:200]})" if unknown else ""))
-    try:
-        duration = raw.get("duration_seconds")
-        if "duration" in raw:
-            duration = duration_seconds("duration", raw["duration"])
-        size = raw.get("max_bytes")
-        if "max_size" in raw:
-            size = size_bytes("max_size", raw["max_size"])
-        limits = launching.check_limits(duration, size)
-        if not limits:
-            raise Invalid("give a duration or a max_size: a plan's run must end by itself")
-        config = raw.get("config")
-        if config is not None:
-            config = operator_text("config", config, 700) or None
-        return {"title": operator_text("title", raw.get("title", ""), launching.TITLE_MAX),
-                "run_class": launching.check_run_class(raw.get("run_class", RunClass.TEST)),
-                "config": config, "duration_seconds": limits.get("duration_seconds"),
-                "max_bytes": limits.get("max_bytes"),
-                "comment": operator_text("comment", raw.get("comment", ""),
-                                         launching.COMMENT_MAX),
-                "fields": runfields.check_values(definitions, raw.get("fields"),
-                                                 RunMoment.START)}
-    except Invalid as exc:
-        raise Invalid(f"{where}: {exc}") from None
-
-
-def read_toml(text: str) -> dict:
-    """A plan file: ``name``, then ``[[entries]]`` with ``title``, ``run_class``, ``config``,
-    ``duration = "30m"`` and/or ``max_size = "20GB"``, ``comment``, ``fields``."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise Invalid(f"not valid TOML: {exc}") from None
-
-
 def create(data: object, actor: str | None = None) -> int:
     """Write a plan (checked) and take its first step; one plan at a time."""
-    plan = check_plan(data)
+    plan = planfile.check_plan(data)
     with session() as s:
         going = s.exec(select(RunPlan).where(RunPlan.state.in_(
             (PlanState.RUNNING, PlanState.PAUSED)))).first()
@@ -159,6 +97,14 @@ def _advance(plan_id: int) -> dict:
             return {"plan": plan_id, "why": "not running"}
         if s.exec(select(Workflow.id).where(Workflow.state.in_(ACTIVE_STATES))).first():
             return {"plan": plan_id, "why": "a workflow is active"}
+        last = s.get(Workflow, plan.workflow_id) if plan.workflow_id else None
+        failed = last is not None and last.state in REPLAYABLE_STATES
+        reason = f"workflow {last.id} ({last.kind}) {last.state}: {last.error or ''}" \
+            if failed else ""
+    if failed:  # read here, under the advance lock: the plan's own workflow failed
+        return pause(plan_id, reason)
+    with session() as s:
+        plan = s.get(RunPlan, plan_id)
         run, entry = current_run(s), _current(s, plan)
         while entry is not None and entry.run_id is not None and \
                 (run is None or run.id != entry.run_id):
@@ -302,20 +248,12 @@ def after_workflow(workflow_id: int) -> dict:
 
 
 def sweep() -> dict | None:
-    """Beat: a running plan whose last workflow failed is paused; one nothing moves (a lost
-    callback, a refused launch raced) is advanced."""
+    """Beat: advance the running plan, which pauses it if its last workflow failed, and
+    moves one that nothing moved (a lost callback)."""
     with session() as s:
         plan = running_plan(s)
-        if plan is None:
-            return None
-        last = s.get(Workflow, plan.workflow_id) if plan.workflow_id else None
-        plan_id = plan.id
-        failed = last is not None and last.state in REPLAYABLE_STATES
-        reason = f"workflow {last.id} ({last.kind}) {last.state}: {last.error or ''}" \
-            if failed else ""
-    if failed:
-        return pause(plan_id, reason)
-    return advance(plan_id)
+        plan_id = plan.id if plan is not None else None
+    return None if plan_id is None else advance(plan_id)
 
 
 def resume(plan_id: int, actor: str | None = None) -> dict:

@@ -93,17 +93,22 @@ def _sample_changes(s, answers: list) -> None:
 
 
 def active_task_ids(timeout: float = 2.0) -> set[str] | None:
-    """Ids of the tasks every live worker is executing (None: the broker is unreachable)."""
+    """Ids of the tasks the workers that answered are executing; None when nothing can be
+    told: the broker is unreachable, or no worker answered in time (all dead, or all too
+    busy to answer: the two look the same, so neither counts as "gone")."""
     try:
-        replies = app.control.inspect(timeout=timeout).active() or {}
+        replies = app.control.inspect(timeout=timeout).active()
     except (OSError, RedisError, KombuOperationalError):
+        return None
+    if not replies:
         return None
     return {task["id"] for tasks in replies.values() for task in tasks}
 
 
 # A running step whose task no live worker reports is lost only once it has been missing
 # from every inspection for this long: a worker paused for a few seconds (SIGSTOP, a long
-# garbage collection, a loaded host) answers again, and its steps go on.
+# garbage collection, a loaded host) answers again, and its steps go on. A round where no
+# worker answers at all tells nothing and changes nothing.
 LOST_AFTER_SECONDS = 10.0
 # When each running step was first missing from the workers' reports (task id -> epoch
 # seconds): beat's rounds may run in any worker, on any host.

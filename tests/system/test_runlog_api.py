@@ -80,7 +80,7 @@ def test_a_runs_comment_fields_and_note_reach_its_record_through_the_workers(run
 
 
 # Examples per operation and generation mode (valid, then invalid requests).
-EXAMPLES = 12
+EXAMPLES = 8
 
 
 def end_accepted_workflows():

@@ -21,7 +21,7 @@ from tests.support.processes import wait_for
 # The planned length of the tests' runs, and how late after it a run may be recorded
 # stopped: the ETA timer fires within a second of its time, then a stop workflow
 # (Stop to every source, organize, back up) takes about a second on the simulator.
-PLANNED = 2.0
+PLANNED = 1.0
 LATE_AT_MOST = 4.0
 
 
