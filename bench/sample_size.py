@@ -17,6 +17,15 @@ SERVER = os.environ.get("DAQFLOW_TEST_POSTGRES", "postgresql+psycopg://postgres@
 SAMPLES = 200_000
 
 
+def _filled(connection, table: str, columns: str, values: str) -> int:
+    """Insert SAMPLES rows of ``values`` (``{at}``: a time) into ``table``; its size."""
+    at = ":now - (g || ' seconds')::interval"
+    connection.execute(text(f"INSERT INTO {table} ({columns}) SELECT "
+                            f"{values.format(at=at)} FROM generate_series(1, :n) g"),
+                       {"now": datetime.now(timezone.utc), "n": SAMPLES})
+    return connection.execute(text(f"SELECT pg_total_relation_size('{table}')")).scalar()
+
+
 def main() -> None:
     name = f"daqflow_size_{uuid.uuid4().hex[:8]}"
     admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
@@ -29,20 +38,11 @@ def main() -> None:
         migrate.upgrade()
         engine = get_engine()
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO routersample (router, at, files, bytes, rate, free_bytes) "
-                "SELECT 'router-' || (g % 64), :now - (g || ' seconds')::interval, g % 50, "
-                "g::bigint * 8192, 1234.5, 500000000000 FROM generate_series(1, :n) g"),
-                {"now": datetime.now(timezone.utc), "n": SAMPLES})
-            size = connection.execute(
-                text("SELECT pg_total_relation_size('routersample')")).scalar()
-            connection.execute(text(
-                "INSERT INTO eccsample (server, at, online, state, transition) "
-                "SELECT 'ecc-cobo' || (g % 64), :now - (g || ' seconds')::interval, true, "
-                "g % 6 + 1, 0 FROM generate_series(1, :n) g"),
-                {"now": datetime.now(timezone.utc), "n": SAMPLES})
-            ecc_size = connection.execute(
-                text("SELECT pg_total_relation_size('eccsample')")).scalar()
+            size = _filled(connection, "routersample", "router, at, files, bytes, rate, "
+                           "free_bytes", "'router-' || (g % 64), {at}, g % 50, "
+                           "g::bigint * 8192, 1234.5, 500000000000")
+            ecc_size = _filled(connection, "eccsample", "server, at, online, state, "
+                               "transition", "'ecc-cobo' || (g % 64), {at}, true, g % 6 + 1, 0")
         engine.dispose()
     finally:
         with admin.connect() as connection:

@@ -10,6 +10,9 @@ from pipelines.daq.ecc.states import EccState
 from pipelines.topology import schema
 from tests.support.wsdl import gsoap_style_wsdl
 
+# What it checks does not depend on the database: .ci/run's first pass only.
+pytestmark = pytest.mark.database_agnostic
+
 CONFIG = ConfigId("cfg", "cfg", "cfg")
 
 

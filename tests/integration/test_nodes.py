@@ -12,6 +12,9 @@ from pipelines.daq.nodes import files as node_files
 from pipelines.daq.nodes.connection import Node, NodeAccess, NodeError
 from tests.support.daq import HOSTILE
 
+# What it checks does not depend on the database: .ci/run's first pass only.
+pytestmark = pytest.mark.database_agnostic
+
 
 @pytest.fixture(params=["ssh", "local"])
 def node(request, sshd):

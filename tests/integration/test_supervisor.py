@@ -7,9 +7,14 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from pipelines.cli import supervisor
 from tests.support import ROOT
 from tests.support.processes import stop_process, wait_for
+
+# What it checks does not depend on the database: .ci/run's first pass only.
+pytestmark = pytest.mark.database_agnostic
 
 
 def test_a_process_that_keeps_dying_is_given_up_and_the_others_keep_serving(tmp_path):

@@ -10,9 +10,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from pipelines.cli.supervisor import free_port, wait_for_port
 from tests.support import ROOT
 from tests.support.processes import stop_process
+
+# What it checks does not depend on the database: .ci/run's first pass only.
+pytestmark = pytest.mark.database_agnostic
 
 HALF_OPEN = 300
 

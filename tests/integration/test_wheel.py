@@ -18,6 +18,9 @@ from pipelines.cli.supervisor import free_port
 from tests.support import ROOT
 from tests.support.processes import wait_for
 
+# What it checks does not depend on the database: .ci/run's first pass only.
+pytestmark = pytest.mark.database_agnostic
+
 # Settings of the test session that the demo must not inherit: it makes its own.
 SESSION_SETTINGS = ("REDIS_URL", "DAQFLOW_BROKER_URL", "DAQFLOW_RESULT_BACKEND",
                     "DAQFLOW_DATABASE_URL", "DAQFLOW_INSTANCE", "DAQFLOW_SECRET_KEY",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlmodel import func, select
 
 import models
@@ -109,6 +110,7 @@ def test_a_hung_start_is_aborted_within_2_s_and_nothing_revives_it(running_daq, 
     assert runs() == 1
 
 
+@pytest.mark.database_agnostic
 def test_a_worker_killed_during_the_abort_does_not_revive_it_and_a_replay_finishes(
         running_daq, worker):
     sim = running_daq

@@ -120,6 +120,7 @@ def test_a_page_post_without_the_csrf_token_gets_400_and_changes_nothing(daq, he
     assert (row_counts(), audit_count()) == (before, audited)
 
 
+@pytest.mark.database_agnostic
 def test_scripts_use_a_bearer_token_from_the_cli(running_daq):
     set_all(running_daq, EccState.READY)
     added = cli("user", "add", "robot", "--role", "operator", stdin=PASSWORD + "\n")

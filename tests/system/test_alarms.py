@@ -101,6 +101,7 @@ def alarms_of(kind: str) -> list[Alarm]:
         return s.exec(select(Alarm).where(Alarm.kind == kind).order_by(Alarm.id)).all()
 
 
+@pytest.mark.database_agnostic
 def test_a_router_that_stops_writing_raises_one_alarm_mailed_posted_acknowledged_cleared(
         running_daq, smtp_server, webhook_server, notify_worker):
     sim = running_daq
@@ -187,6 +188,7 @@ def test_a_data_router_process_that_dies_raises_and_clears_its_alarms(running_da
              timeout=15, message="the process alarms to clear")
 
 
+@pytest.mark.database_agnostic
 def test_an_alarm_that_cannot_be_delivered_says_why_on_the_alarms_page(running_daq, tmp_path):
     closed = free_port()  # nothing listens there
     proc = start_worker(tmp_path / "notify.log", f"notify-bad-{os.getpid()}", concurrency=2,
@@ -264,6 +266,7 @@ def test_an_ecc_servers_reachability_and_state_are_sampled_when_they_change(runn
     assert health.ecc_series(later)["ecc-cobo5"][0]["online"] is True
 
 
+@pytest.mark.database_agnostic
 def test_a_notification_one_channel_failed_retries_only_that_channel(
         running_daq, smtp_server, webhook_server, notify_worker):
     _, mailbox = smtp_server

@@ -22,6 +22,9 @@ from pipelines.simulator.topology import simulated_topology
 from tests.support import DATABASE, ROOT
 from tests.support.processes import stop_process, wait_for
 
+# What it checks does not depend on the database: .ci/run's first pass only.
+pytestmark = pytest.mark.database_agnostic
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 # As this machine's notes advise: no sandbox as root, no background connections out.

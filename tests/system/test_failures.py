@@ -114,6 +114,7 @@ def test_a_failed_callback_is_replayed_alone(running_daq, staging_root):
         assert run.stopped_at is not None and run.files_organized_at is not None
 
 
+@pytest.mark.database_agnostic
 def test_a_worker_killed_mid_stage_loses_its_steps_then_replay_finishes(slow_daq, worker):
     set_all(slow_daq, EccState.READY)
     workflow_id = launching.launch("start_run", title="power cut")
@@ -144,6 +145,7 @@ def test_a_worker_killed_mid_stage_loses_its_steps_then_replay_finishes(slow_daq
         assert s.exec(select(Run.title)).all() == ["power cut"]
 
 
+@pytest.mark.database_agnostic
 def test_a_worker_paused_for_seconds_keeps_its_steps_and_they_complete(slow_daq, worker):
     set_all(slow_daq, EccState.READY)
     workflow_id = launching.launch("start_run", title="a long garbage collection")
@@ -165,6 +167,7 @@ def test_a_worker_paused_for_seconds_keeps_its_steps_and_they_complete(slow_daq,
     assert {st["state"] for stage in view["stages"] for st in stage["steps"]} == {"succeeded"}
 
 
+@pytest.mark.database_agnostic
 def test_redis_restarted_mid_workflow_then_replay(slow_daq, redis_server, worker):
     set_all(slow_daq, EccState.READY)
     workflow_id = launching.launch("start_run", title="through a Redis restart")
@@ -279,6 +282,7 @@ def ecc_processes() -> dict[str, bool | None]:
         return {srv.name: srv.process_running for srv in s.exec(select(ECCServer)).all()}
 
 
+@pytest.mark.database_agnostic
 def test_beat_sees_the_ecc_server_process_die_and_come_back(running_daq, beat):
     sim = running_daq
     servers = list(ecc_processes())

@@ -52,6 +52,7 @@ def kinds() -> list[str]:
         return [w.kind for w in s.exec(select(Workflow).order_by(Workflow.id)).all()]
 
 
+@pytest.mark.database_agnostic
 def test_a_three_entry_plan_with_two_configs_runs_to_the_end(plan_daq):
     plan_id = plans.create(PLAN, actor="shift")
     # A manual start is refused while the plan runs, naming it.

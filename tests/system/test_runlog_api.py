@@ -91,6 +91,7 @@ def end_accepted_workflows():
     lock.clear()
 
 
+@pytest.mark.database_agnostic
 def test_the_json_api_fuzzed_from_its_openapi_description(daq, robot, monkeypatch):
     from pipelines.runcontrol import launching, replay
 

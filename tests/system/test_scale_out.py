@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 import models
@@ -44,6 +45,7 @@ def remote_worker(home: Path, hostname: str, queues: str) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.shared_database
 def test_a_start_and_a_stop_complete_on_workers_of_other_hosts(running_daq, worker, tmp_path):
     set_all(running_daq, EccState.READY)
     worker.stop()  # the web host's own worker is gone

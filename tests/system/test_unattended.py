@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 import models
@@ -50,6 +51,7 @@ def _idle():
     return not active
 
 
+@pytest.mark.database_agnostic
 def test_a_timed_run_restarts_itself_three_times_each_recorded_with_its_settings(running_daq):
     set_all(running_daq, EccState.READY)
     first = launching.launch(WorkflowKind.START_RUN, title="night", run_class="BEAM",
@@ -94,6 +96,7 @@ def test_a_timed_run_restarts_itself_three_times_each_recorded_with_its_settings
     assert len(stops) == 3
 
 
+@pytest.mark.database_agnostic
 def test_a_control_worker_killed_while_the_timer_waits_still_stops_the_run(running_daq,
                                                                          worker, beat):
     set_all(running_daq, EccState.READY)
@@ -138,3 +141,28 @@ def test_an_automatic_restart_that_is_refused_ends_the_chain_with_an_alarm(runni
     assert alarm.subject == "run 0" and "unattended data taking ended" in alarm.message
     # A second restart message (redelivered) claims nothing more.
     assert timed.restart(failed.id) == {"started": False, "why": "restarted already"}
+
+
+def test_a_run_past_its_planned_length_raises_the_overdue_alarm(running_daq):
+    set_all(running_daq, EccState.READY)
+    with models.session() as s:
+        experiment = s.exec(select(Experiment).where(Experiment.active == True)).one()  # noqa: E712
+        experiment.alarm_settings = {"overdue_seconds": 1}
+    start = launching.launch(WorkflowKind.START_RUN, title="overdue")
+    assert wait_workflow(start)["state"] == "succeeded"
+    # Its planned length set behind daqflow's back: no timer, no sweep (no beat here).
+    with models.session() as s:
+        run = s.exec(select(Run)).one()
+        run.planned_seconds = 0.5
+    wait_for(lambda: tasks.check_routers() and alarms_of("run_overdue"), timeout=10,
+             message="the overdue alarm")
+    [alarm] = alarms_of("run_overdue")
+    assert alarm.subject == f"run {run.number}" and "no stop was started" in alarm.message
+    assert wait_workflow(launching.launch(WorkflowKind.STOP_RUN))["state"] == "succeeded"
+    tasks.check_routers()
+    assert alarms_of("run_overdue")[0].cleared_at is not None
+
+
+def alarms_of(kind: str) -> list[Alarm]:
+    with models.session() as s:
+        return s.exec(select(Alarm).where(Alarm.kind == kind).order_by(Alarm.id)).all()

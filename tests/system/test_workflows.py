@@ -216,6 +216,7 @@ def test_progress_read_of_64_sources_costs_one_query_and_one_redis_round_trip(bi
     assert final["state"] == "succeeded" and final["done"] == 64
 
 
+@pytest.mark.database_agnostic
 def test_cli_wait_reports_success_and_refusal_by_exit_code(running_daq):
     set_all(running_daq, EccState.PREPARED)
     ok = subprocess.run([sys.executable, "-m", "pipelines.cli", "transition", "configure", "--wait"],
