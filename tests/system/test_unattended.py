@@ -147,7 +147,7 @@ def test_a_run_past_its_planned_length_raises_the_overdue_alarm(running_daq):
     set_all(running_daq, EccState.READY)
     with models.session() as s:
         experiment = s.exec(select(Experiment).where(Experiment.active == True)).one()  # noqa: E712
-        experiment.alarm_settings = {"overdue_seconds": 1}
+        experiment.alarm_settings = {"overdue_seconds": 0.1}
     start = launching.launch(WorkflowKind.START_RUN, title="overdue")
     assert wait_workflow(start)["state"] == "succeeded"
     # Its planned length set behind daqflow's back: no timer, no sweep (no beat here).
