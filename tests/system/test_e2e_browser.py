@@ -59,7 +59,7 @@ def demo(tmp_path):
 
 @pytest.fixture
 def quick_demo(tmp_path):
-    """The same with three quick sources (0.2 s a transition), for unattended runs."""
+    """The same with three quick sources (0.2 s a transition), where nothing is watched mid-way."""
     yield from _up_demo(tmp_path, sources=3, seconds_per_source=0.2)
 
 
@@ -279,7 +279,8 @@ def log_in(page, demo) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
-def test_operator_chooses_a_config_moves_one_server_and_aborts_a_hung_one(demo, page):
+def test_operator_chooses_a_config_moves_one_server_and_aborts_a_hung_one(quick_demo, page):
+    demo = quick_demo
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)

@@ -249,6 +249,7 @@ def test_the_lock_is_released_only_by_its_owner_and_expires(redis_url):
     assert not lock.release(token)  # expired: nothing of ours to release
 
 
+@pytest.mark.database_agnostic
 def test_beat_marks_a_dead_ecc_server_offline_and_refreshes_the_others(running_daq, beat,
                                                                        staging_root):
     sim = running_daq

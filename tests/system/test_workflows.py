@@ -102,6 +102,7 @@ def test_a_failing_source_fails_its_stage_and_leaves_the_run_unrecorded(running_
     wait_for(lambda: progress.read(view["id"])["stages"][2]["callback_state"] == "FAILURE")
 
 
+@pytest.mark.database_agnostic
 def test_a_transition_that_never_ends_fails_at_the_deadline_while_others_complete(running_daq):
     sim = running_daq
     sim.fault("ecc-cobo1", "hang", operation="Prepare")
@@ -232,6 +233,7 @@ def test_cli_wait_reports_success_and_refusal_by_exit_code(running_daq):
     assert failed.returncode == 1 and "shelf not ready" in failed.stderr
 
 
+@pytest.mark.database_agnostic
 def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq):
     from pipelines.orchestration.app import app
 
@@ -261,6 +263,7 @@ def test_a_new_workflow_deletes_the_redis_results_of_the_ones_before(running_daq
     assert [st["callback_state"] for st in view["stages"]] == ["SUCCESS"] * 4
 
 
+@pytest.mark.database_agnostic
 def test_sending_stages_keeps_no_result_objects_in_the_sending_process(running_daq):
     # Whoever sends a chord (this process for the first stage, a control worker for
     # the next) would otherwise hold every member's result until it exits: the
