@@ -29,6 +29,8 @@ from pipelines.runcontrol.planning import current_run
 
 # Who acts at a limit, on behalf of the operator who started the run.
 ACTOR = "daqflow"
+# A timer may fire a few milliseconds before its ETA by this host's clock: it still counts.
+EARLY_SECONDS = 0.25
 
 
 def bytes_written(s, run: Run) -> int | None:
@@ -55,7 +57,7 @@ def ends_at(run: Run) -> datetime | None:
 def _reached(s, run: Run, now: datetime) -> str | None:
     # Why the run is at its limit now, or None.
     end = ends_at(run)
-    if end is not None and now >= end:
+    if end is not None and now >= end - timedelta(seconds=EARLY_SECONDS):
         return f"its planned {_hms(run.planned_seconds)}"
     if run.planned_bytes is not None:
         written = bytes_written(s, run)
