@@ -120,7 +120,7 @@ def current_plan():
 @bp.post("/plans/<int(max=2147483647):plan_id>/<action>")
 def plan_action(plan_id: int, action: str):
     """Resume, skip (the current entry) or abort a plan -> the plan."""
-    handler = {"resume": plans.resume, "skip": plans.skip, "abort": plans.abort}.get(action)
+    handler = plans.ACTIONS.get(action)
     if handler is None:
         raise NotFound(f"no plan action {action!r}; use resume, skip or abort")
     if _json_body():

@@ -59,7 +59,7 @@ def load():
 @bp.post("/<int(max=2147483647):plan_id>/<action>")
 def act(plan_id: int, action: str):
     """Resume, skip the current entry of, or abort a plan."""
-    handler = {"resume": plans.resume, "skip": plans.skip, "abort": plans.abort}.get(action)
+    handler = plans.ACTIONS.get(action)
     if handler is None:
         return refusal(NotFound(f"no plan action {action!r}"))
     try:

@@ -336,3 +336,7 @@ def view(plan_id: int | None = None) -> dict | None:
                 "run_config": None if run is None else run.config_name,
                 "plan": None if run is None or run.stopped_at else timed.view(s, run)})
     return out
+
+
+# What an operator may do to a plan, by name (the page's buttons, the API, the CLI).
+ACTIONS = {"resume": resume, "skip": skip, "abort": abort}
