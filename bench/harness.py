@@ -97,7 +97,7 @@ class Daq:
     """A simulated DAQ of N ECC servers with Redis, web and (swappable) control workers."""
 
     def __init__(self, redis_url: str, n_servers: int, seconds: float, routers: bool = False,
-                 keep: bool = False):
+                 keep: bool = False, postgres: str | None = None):
         from pipelines.cli.supervisor import free_port
 
         self.n_servers, self.seconds, self.keep = n_servers, seconds, keep
@@ -116,6 +116,13 @@ class Daq:
                         DAQFLOW_SECRET_KEY=secrets.token_hex(32))
         # The benchmark process reads the same database (its engine follows the URL).
         os.environ["DAQFLOW_INSTANCE"] = str(self.instance)
+        # A lab's database: a fresh one on the given PostgreSQL server, dropped at the end.
+        self.postgres, self.database = postgres, None
+        if postgres:
+            self.database = f"daqflow_bench_{secrets.token_hex(6)}"
+            postgres_admin(postgres, f'CREATE DATABASE "{self.database}"')
+            url = f"{postgres}/{self.database}"
+            self.env["DAQFLOW_DATABASE_URL"] = os.environ["DAQFLOW_DATABASE_URL"] = url
         self.processes: dict[str, Process] = {}
         from models import migrate
         from models.vocabulary import Role
@@ -210,8 +217,26 @@ class Daq:
     def close(self) -> None:
         for name in list(self.processes):
             self.stop_process(name)
+        if self.database:
+            import models.db
+
+            models.db.reset_engine()
+            os.environ.pop("DAQFLOW_DATABASE_URL", None)
+            postgres_admin(self.postgres, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres_admin(server: str, statement: str) -> None:
+    """One statement on a PostgreSQL server's maintenance database."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        admin.dispose()
 
 
 def private_redis(directory: Path) -> tuple[subprocess.Popen, str]:

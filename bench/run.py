@@ -33,18 +33,23 @@ from bench.profile import Recording, py_spy
 FINISHED = ("succeeded", "failed")
 
 
+# The control workers' shape: as `daqflow up` runs them unless --processes or --pool
+# ask for another, to measure what Celery offers beside it.
+CONTROL = {"processes": None, "pool": "threads"}
+
+
 def control_workers() -> int:
-    """As many control worker processes as `daqflow up` runs here: one per core, up to 4."""
+    """As many control worker processes as `daqflow up` runs here: two per core, up to 8."""
     import os
 
-    return min(os.cpu_count() or 1, 4)
+    return CONTROL["processes"] or min(2 * (os.cpu_count() or 1), 8)
 
 
 def start_control(daq: Daq, n: int) -> None:
     """daqflow's control workers, as `daqflow up` runs them, with threads for N sources."""
     workers = control_workers()
     for i in range(1, workers + 1):
-        daq.start_worker(f"control{i}", "threads", max(256, -(-n // workers) + 8))
+        daq.start_worker(f"control{i}", CONTROL["pool"], max(256, -(-n // workers) + 8))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -186,8 +191,8 @@ class TaskEvents:
 # --- the measurements ---------------------------------------------------------------
 
 def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
-                   baseline_reps: int, events_out: list, profile: Path | None = None
-                   ) -> list[dict]:
+                   baseline_reps: int, events_out: list, profile: Path | None = None,
+                   postgres: str | None = None) -> list[dict]:
     """(1) and (3): start-run wall time per N, thread pool vs prefork 10.
 
     With ``profile``, two more starts per N run under py-spy (after the timed ones,
@@ -195,9 +200,10 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
     """
     rows = []
     for n in sizes:
-        daq = Daq(redis_url, n, seconds)
+        daq = Daq(redis_url, n, seconds, postgres=postgres)
         try:
-            row = {"sources": n, "seconds_per_transition": seconds}
+            row = {"sources": n, "seconds_per_transition": seconds,
+                   "database": "PostgreSQL" if postgres else "SQLite"}
             timeout = 60 + 2 * n * seconds  # a start's deadline, generous for large N
             start_control(daq, n)
             cpu_before, busy_before, began = daq.cpu_seconds(), busy_cpu_seconds(), time.time()
@@ -239,23 +245,26 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             events.stop()
             for name in [name for name in daq.processes if name.startswith("control")]:
                 daq.stop_process(name)
-            row["threads"] = {"processes": control_workers(), "walls": walls,
+            row["threads"] = {"processes": control_workers(), "pool": CONTROL["pool"],
+                              "walls": walls,
                               "median": statistics.median(walls),
                               "ratio": statistics.median(walls) / floor}
-            daq.start_worker("prefork10", "prefork", 10)
-            walls = [timed_start(daq, timeout=120 + 2 * n * seconds)[1]
-                     for _ in range(baseline_reps)]
-            daq.stop_process("prefork10")
-            row["prefork10"] = {"processes": 10, "walls": walls,
-                                "median": statistics.median(walls),
-                                "ratio": statistics.median(walls) / floor}
-            row["speedup"] = row["prefork10"]["median"] / row["threads"]["median"]
             row["over_engine"] = row["threads"]["median"] / row["engine"]["median"]
+            baseline = ""
+            if baseline_reps:  # 0 skips the prefork baseline (minutes at large N)
+                daq.start_worker("prefork10", "prefork", 10)
+                walls = [timed_start(daq, timeout=120 + 2 * n * seconds)[1]
+                         for _ in range(baseline_reps)]
+                daq.stop_process("prefork10")
+                row["prefork10"] = {"processes": 10, "walls": walls,
+                                    "median": statistics.median(walls),
+                                    "ratio": statistics.median(walls) / floor}
+                row["speedup"] = row["prefork10"]["median"] / row["threads"]["median"]
+                baseline = (f", prefork10 {row['prefork10']['median']:.2f} s "
+                            f"({row['prefork10']['ratio']:.2f} x floor)")
             print(f"  N={n:5d}: threads {row['threads']['median']:.2f} s "
                   f"({row['threads']['ratio']:.2f} x floor, {row['over_engine']:.2f} x engine "
-                  f"{row['engine']['median']:.2f} s), prefork10 "
-                  f"{row['prefork10']['median']:.2f} s ({row['prefork10']['ratio']:.2f} x floor)",
-                  flush=True)
+                  f"{row['engine']['median']:.2f} s){baseline}", flush=True)
             rows.append(row)
         finally:
             daq.close()
@@ -458,9 +467,9 @@ def table(results: dict) -> str:
         out.append(f"| {row['sources']} | {'+'.join(map(str, row['stages']))} | "
                    f"{row['floor_seconds']:.1f} | {row['engine']['median']:.2f} | "
                    f"{row['threads']['median']:.2f} | {row['over_engine']:.2f} | "
-                   f"{row['threads']['ratio']:.2f} | "
-                   f"{row['prefork10']['median']:.2f} | {row['prefork10']['ratio']:.2f} | "
-                   f"{row['speedup']:.1f}x |")
+                   f"{row['threads']['ratio']:.2f} | " + (
+                       f"{row['prefork10']['median']:.2f} | {row['prefork10']['ratio']:.2f} | "
+                       f"{row['speedup']:.1f}x |" if "prefork10" in row else "| | |"))
     if "progress" in results:
         p = results["progress"]
         out += ["", f"| progress read, {p['sources']} sources | p50 (ms) | p95 (ms) | "
@@ -532,8 +541,16 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["start", "progress", "polling", "soak"])
     parser.add_argument("--profile", metavar="DIR", type=Path,
                         help="also profile two starts per N with py-spy; raw stacks in DIR")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="measure starts on a fresh database on this PostgreSQL server "
+                             "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432), not SQLite")
+    parser.add_argument("--processes", type=int,
+                        help="control worker processes (default: as `daqflow up`, two per core)")
+    parser.add_argument("--pool", choices=["threads", "gevent"], default="threads",
+                        help="the control workers' pool (gevent: pip install '.[bench]')")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args(argv)
+    CONTROL.update(processes=args.processes, pool=args.pool)
     if args.profile and "start" in args.only:
         try:
             py_spy()  # now, not after every timed start has run
@@ -551,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         if "start" in args.only:
             print("start-run wall time", flush=True)
             results["start"] = measure_starts(redis_url, args.sizes, args.reps, args.seconds,
-                                              args.baseline_reps, latencies, args.profile)
+                                              args.baseline_reps, latencies, args.profile,
+                                              args.postgres)
             if latencies:
                 ms = [1000 * x for x in latencies]
                 results["callback_latency_ms"] = {"count": len(ms),

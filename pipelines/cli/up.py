@@ -39,8 +39,12 @@ def web(host, port):
               help="Load this topology before starting  [default: DAQFLOW_TOPOLOGY].")
 @click.option("--port", default=None, type=int, help="Web server port  [default: DAQFLOW_PORT].")
 @click.option("--flower", is_flag=True, help="Also run Flower (pip install '.[flower]').")
-@click.option("--control-workers", type=int, default=lambda: min(os.cpu_count() or 1, 4),
-              show_default="one per core, up to 4",
+# Two per core: a worker's consumer loop waits for the interpreter lock behind its busy
+# step threads, and a second process per core let 1024 steps begin sooner (README,
+# Performance: 2.07 x the engine against 2.53 with one per core).
+@click.option("--control-workers", type=int,
+              default=lambda: min(2 * (os.cpu_count() or 1), 8),
+              show_default="two per core, up to 8",
               help="Control worker processes (each a thread pool) on this host.")
 def up(demo, path, port, flower, control_workers):
     """Start every process of this host (Ctrl-C stops them all)."""

@@ -125,12 +125,15 @@ def run_files(run_id: int | None) -> dict | None:
     """What a stop did with its run's files: per router (data) and per ECC server (configs)."""
     if run_id is None:
         return None
-    with session() as s:
-        run = s.get(Run, run_id)
-        rows = s.exec(select(RunFiles).where(RunFiles.run_id == run_id)
+    with session() as s:  # one query: the run, and its files if any
+        rows = s.exec(select(Run, RunFiles)
+                      .join(RunFiles, RunFiles.run_id == Run.id, isouter=True)
+                      .where(Run.id == run_id)
                       .order_by(RunFiles.kind, RunFiles.target)).all()
+    run = rows[0][0] if rows else None
     views = [{"kind": r.kind, "target": r.target, "node": r.node, "folder": r.folder,
-              "files": r.files, "bytes": r.bytes, "recorded_at": iso(r.recorded_at)} for r in rows]
+              "files": r.files, "bytes": r.bytes, "recorded_at": iso(r.recorded_at)}
+             for _, r in rows if r is not None]
     return {
         "run_number": run.number if run else None,
         "organized_at": iso(run.files_organized_at) if run else None,

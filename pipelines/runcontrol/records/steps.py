@@ -5,8 +5,11 @@ these functions. Each opens its own short session.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
+from sqlalchemy import exists
+from sqlalchemy.orm import aliased
 from sqlmodel import select, update
 
 from models import session
@@ -45,26 +48,48 @@ class TransitionOrder:
     expected_seconds: float
 
 
-def _server_and_links(s, name: str) -> tuple[ECCServer | None, list[DataLink]]:
-    """An ECC server and the data links of its sources, in one query."""
+@dataclass(frozen=True)
+class _Server:
+    """What driving an ECC server takes from the topology: where, how long, its links."""
+
+    url: str
+    transition_timeout: float
+    expected_seconds: float
+    links: list[DataLink]
+
+
+def _servers(s) -> dict[str, _Server]:
+    """Every ECC server with the data links of its sources, in one query."""
     rows = s.exec(
         select(ECCServer, DataSource, DataRouter)
         .join(DataSource, DataSource.ecc_server_id == ECCServer.id, isouter=True)
         .join(DataRouter, DataSource.data_router_id == DataRouter.id, isouter=True)
-        .where(ECCServer.name == name)
-        .order_by(DataSource.name)
+        .order_by(ECCServer.name, DataSource.name)
     ).all()
-    if not rows:
-        return None, []
-    return rows[0][0], [
-        DataLink(source.name, router.name if router else "", router.ip_address if router else "",
-                 router.port if router else 0, router.type if router else "TCP")
-        for _, source, router in rows if source is not None]
+    servers: dict[str, _Server] = {}
+    for server, source, router in rows:
+        found = servers.setdefault(server.name, _Server(
+            server.url, server.transition_timeout, server.expected_seconds, []))
+        if source is not None:
+            found.links.append(DataLink(
+                source.name, router.name if router else "", router.ip_address if router else "",
+                router.port if router else 0, router.type if router else "TCP"))
+    return servers
 
 
-def _step_rows(s, step_id: int) -> tuple[Step, Stage, Workflow]:
-    # One query: hundreds of steps begin at once, and each query costs the worker CPU.
-    row = s.exec(select(Step, Stage, Workflow)
+def _step_row(s, step_id: int):
+    """What beginning a step reads of it, its stage and workflow, in one query: plain
+    columns, no ORM objects (building three of them for each of N steps was a fifth of a
+    start's CPU), not the workflow's params, and whether a replay made a newer attempt."""
+    newer = aliased(Step)
+    replaced = exists().where(newer.stage_id == Step.stage_id, newer.target == Step.target,
+                              newer.attempt > Step.attempt)
+    row = s.exec(select(Step.id, Step.state, Step.attempt, Step.target, Step.operation,
+                        Step.target_state, Step.expected_seconds, Step.stage_id,
+                        Stage.state.label("stage_state"), Stage.group_id,
+                        Stage.workflow_id, Workflow.state.label("workflow_state"),
+                        Workflow.lock_token, Workflow.callback_task_id, Workflow.run_id,
+                        replaced.label("replaced"))
                  .join(Stage, Step.stage_id == Stage.id)
                  .join(Workflow, Stage.workflow_id == Workflow.id)
                  .where(Step.id == step_id)).first()
@@ -73,25 +98,53 @@ def _step_rows(s, step_id: int) -> tuple[Step, Stage, Workflow]:
     return row
 
 
-def _refuse_ended(s, step: Step, workflow: Workflow) -> None:
+def _refuse_ended(row) -> None:
     # A message delivered late (after its step was given up, its workflow ended, or a
     # replay made a newer attempt) must not touch the DAQ: the replay's attempt does.
-    if step.state in UNSUCCESSFUL_STEP_STATES:
-        raise StepFailed(f"{step.target}: attempt {step.attempt} already ended as {step.state}; "
+    if row.state in UNSUCCESSFUL_STEP_STATES:
+        raise StepFailed(f"{row.target}: attempt {row.attempt} already ended as {row.state}; "
                          "a replay runs a new attempt")
-    if workflow.state not in ACTIVE_STATES:
-        raise StepFailed(f"{step.target}: workflow {workflow.id} already {workflow.state}")
-    newer = s.exec(select(Step.id).where(Step.stage_id == step.stage_id,
-                                         Step.target == step.target,
-                                         Step.attempt > step.attempt)).first()
-    if newer is not None:
-        raise StepFailed(f"{step.target}: attempt {step.attempt} was replaced by a replay")
+    if row.workflow_state not in ACTIVE_STATES:
+        raise StepFailed(f"{row.target}: workflow {row.workflow_id} already {row.workflow_state}")
+    if row.replaced:
+        raise StepFailed(f"{row.target}: attempt {row.attempt} was replaced by a replay")
 
 
-def config_of(workflow: Workflow, server: str) -> dict:
-    """The config a workflow sends ``server``: chosen for it, or the active one, as planned."""
-    return (workflow.params.get("configs") or {}).get(server) or \
-        workflow.params.get("config") or {}
+# What a workflow's steps read of its params and of the topology, read once per worker
+# process: a start's N steps would otherwise read N times what is the same for all (the
+# params hold every server's config: decoding them for each step made a start's CPU grow
+# as N squared). Params never change once written, and the topology is the one at the
+# workflow's first step here. The key (the final callback's task id, a fresh uuid) is
+# never another workflow's, even where the database reuses a deleted row's id.
+_facts: dict[str, dict] = {}
+_FACTS_KEPT = 16
+_facts_lock = threading.Lock()
+
+
+def _remembered(row, what: str, read):
+    key = row.callback_task_id or f"workflow-{row.workflow_id}"
+    facts = _facts.get(key)
+    if facts is not None and what in facts:
+        return facts[what]
+    # Hundreds of threads begin their steps at once: one reads, the others wait for it
+    # (reading all N servers in each of them cost more than it saved).
+    with _facts_lock:
+        if key not in _facts:
+            while len(_facts) >= _FACTS_KEPT:
+                del _facts[next(iter(_facts))]
+            _facts[key] = {}
+        facts = _facts[key]
+        if what not in facts:
+            facts[what] = read()
+        return facts[what]
+
+
+def config_of(s, row) -> dict:
+    """The config a step's workflow sends its server: chosen for it, or the active one, as
+    planned."""
+    params = _remembered(row, "params", lambda: s.exec(
+        select(Workflow.params).where(Workflow.id == row.workflow_id)).one())
+    return (params.get("configs") or {}).get(row.target) or params.get("config") or {}
 
 
 def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrder:
@@ -100,36 +153,45 @@ def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrd
     ``group_id`` is the Celery group the task ran in; the stage keeps the real one.
     """
     with session() as s:
-        step, stage, workflow = _step_rows(s, step_id)
-        _refuse_ended(s, step, workflow)
-        server, links = _server_and_links(s, step.target)
+        row = _step_row(s, step_id)
+        _refuse_ended(row)
+        server = _remembered(row, "servers", lambda: _servers(s)).get(row.target)
         if server is None:
-            raise StepFailed(f"ECC server {step.target} is not in the topology any more")
-        config = config_of(workflow, step.target)
+            raise StepFailed(f"ECC server {row.target} is not in the topology any more")
+        config = config_of(s, row)
         order = TransitionOrder(
-            server=server.name, url=server.url, abort_key=workflow.lock_token,
-            operation=step.operation,
-            target=EccState(step.target_state),
+            server=row.target, url=server.url, abort_key=row.lock_token,
+            operation=row.operation,
+            target=EccState(row.target_state),
             config=ConfigId(config.get("describe", ""), config.get("prepare", ""),
                             config.get("configure", "")),
-            links=links, deadline_seconds=server.transition_timeout,
-            expected_seconds=step.expected_seconds or server.expected_seconds,
+            links=server.links, deadline_seconds=server.transition_timeout,
+            expected_seconds=row.expected_seconds or server.expected_seconds,
         )
-        _mark_running(step, stage, workflow, group_id)
+        _mark_running(s, row, group_id)
     return order
 
 
-def _mark_running(step: Step, stage: Stage, workflow: Workflow, group_id: str | None) -> None:
-    if group_id and stage.group_id != group_id:
-        stage.group_id = group_id
-    now = utcnow()
-    if step.state == StepState.PENDING.value:
-        step.state = StepState.RUNNING.value
-    step.started_at = step.started_at or now
-    if stage.state == WorkflowState.PENDING.value:
-        stage.state = WorkflowState.RUNNING.value
-    if workflow.state == WorkflowState.PENDING.value:
-        workflow.state = WorkflowState.RUNNING.value
+def _changes(statement):
+    # Plain UPDATEs: nothing of these rows is in the session to synchronize.
+    return statement.execution_options(synchronize_session=False)
+
+
+def _mark_running(s, row, group_id: str | None) -> None:
+    # Conditional UPDATEs: a redelivered step keeps when it began, and only the first steps
+    # of a stage find it (and their workflow) still pending.
+    pending, running = WorkflowState.PENDING.value, WorkflowState.RUNNING.value
+    if row.state == StepState.PENDING.value:
+        s.exec(_changes(update(Step).where(Step.id == row.id, Step.state == pending)
+                        .values(state=StepState.RUNNING.value, started_at=utcnow())))
+    if group_id and row.group_id != group_id:
+        s.exec(_changes(update(Stage).where(Stage.id == row.stage_id).values(group_id=group_id)))
+    if row.stage_state == pending:
+        s.exec(_changes(update(Stage).where(Stage.id == row.stage_id, Stage.state == pending)
+                        .values(state=running)))
+    if row.workflow_state == pending:
+        s.exec(_changes(update(Workflow).where(Workflow.id == row.workflow_id,
+                                               Workflow.state == pending).values(state=running)))
 
 
 @dataclass(frozen=True)
@@ -149,46 +211,46 @@ class FilesOrder:
 def begin_files_step(step_id: int, group_id: str | None = None) -> FilesOrder:
     """Mark an organize or backup step running and return what it takes."""
     with session() as s:
-        step, stage, workflow = _step_rows(s, step_id)
-        _refuse_ended(s, step, workflow)
-        run = s.get(Run, workflow.run_id) if workflow.run_id else None
+        row = _step_row(s, step_id)
+        _refuse_ended(row)
+        run = s.get(Run, row.run_id) if row.run_id else None
         if run is None:
             raise StepFailed("the run whose files these are is not in the database")
         experiment = s.get(Experiment, run.experiment_id)
-        if step.operation == FilesOperation.ORGANIZE:
-            owner = s.exec(select(DataRouter).where(DataRouter.name == step.target)).first()
+        if row.operation == FilesOperation.ORGANIZE:
+            owner = s.exec(select(DataRouter).where(DataRouter.name == row.target)).first()
             kind, what = FilesKind.DATA, "data router"
         else:
-            owner = s.exec(select(ECCServer).where(ECCServer.name == step.target)).first()
+            owner = s.exec(select(ECCServer).where(ECCServer.name == row.target)).first()
             kind, what = FilesKind.CONFIGS, "ECC server"
         if owner is None:
-            raise StepFailed(f"{what} {step.target} is not in the topology any more")
+            raise StepFailed(f"{what} {row.target} is not in the topology any more")
         node = s.get(DaqNode, owner.node_id) if owner.node_id else None
         if node is None:
-            raise StepFailed(f"{what} {step.target} has no node to reach its files on")
+            raise StepFailed(f"{what} {row.target} has no node to reach its files on")
         order = FilesOrder(
-            kind=kind, target=step.target, access=access_of(node),
+            kind=kind, target=row.target, access=access_of(node),
             source_dir=owner.staging_dir if kind == FilesKind.DATA else owner.config_dir,
             backup_root=None if kind == FilesKind.DATA else owner.backup_dir,
             experiment=experiment.name, run_number=run.number,
-            config_files=config_files(config_of(workflow, step.target))
+            config_files=config_files(config_of(s, row))
             if kind == FilesKind.CONFIGS else [],
         )
-        _mark_running(step, stage, workflow, group_id)
+        _mark_running(s, row, group_id)
     return order
 
 
 def finish_files_step(step_id: int, order: FilesOrder, moved: Moved) -> None:
     """Record a files step's success, and the run's files it leaves on its node."""
     with session() as s:
-        step, _, workflow = _step_rows(s, step_id)
-        if step.state in ENDED_STEP_STATES:
+        row = _end_row(s, step_id)
+        if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
         record = s.exec(select(RunFiles).where(
-            RunFiles.run_id == workflow.run_id, RunFiles.kind == order.kind,
+            RunFiles.run_id == row.run_id, RunFiles.kind == order.kind,
             RunFiles.target == order.target)).first()
         if record is None:
-            record = RunFiles(run_id=workflow.run_id, kind=order.kind, target=order.target,
+            record = RunFiles(run_id=row.run_id, kind=order.kind, target=order.target,
                               node=order.access.name, folder=moved.folder)
             s.add(record)
         if order.kind == FilesKind.DATA:
@@ -204,7 +266,7 @@ def finish_files_step(step_id: int, order: FilesOrder, moved: Moved) -> None:
             router = s.exec(select(DataRouter).where(DataRouter.name == order.target)).first()
             if router is not None:
                 router.graw_files, router.checked_at = 0, utcnow()
-        _finish(s, step)
+        _record_end(s, step_id, row)
 
 
 def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = None,
@@ -212,28 +274,38 @@ def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = 
     """Record a step's end: succeeded (in ``ecc_state``, with a ``note`` when it succeeded
     in an unusual way), or failed with the error the operator will read."""
     with session() as s:
-        step = s.get(Step, step_id)
-        if step is not None:
-            _finish(s, step, error, ecc_state, note)
+        row = _end_row(s, step_id)
+        if row is None or row.state in ENDED_STEP_STATES:
+            return  # delivered twice: counted once
+        _record_end(s, step_id, row, error, ecc_state, note)
 
 
-def _finish(s, step: Step, error: str | None = None, ecc_state: int | None = None,
-            note: str | None = None) -> None:
-    if step.state in ENDED_STEP_STATES:
-        return
+def _end_row(s, step_id: int):
+    """What recording a step's end reads, in one query: its state, when it began, its
+    target, and its workflow's run."""
+    return s.exec(select(Step.state, Step.started_at, Step.target, Workflow.run_id)
+                  .join(Stage, Step.stage_id == Stage.id)
+                  .join(Workflow, Stage.workflow_id == Workflow.id)
+                  .where(Step.id == step_id)).first()
+
+
+def _record_end(s, step_id: int, row, error: str | None = None, ecc_state: int | None = None,
+                note: str | None = None) -> None:
+    # One conditional UPDATE: a step already ended (delivered twice, aborted) stays as it is.
     now = utcnow()
-    step.state = StepState.FAILED.value if error else StepState.SUCCEEDED.value
-    step.error = error[:4000] if error else None
-    step.finished_at = now
-    step.started_at = step.started_at or now
-    step.duration = (now - step.started_at).total_seconds()
-    step.confirmed_state, step.note = ecc_state, note[:500] if note else None
-    if ecc_state is not None:  # an UPDATE without reading the row first: one statement
+    started_at = row.started_at or now
+    s.exec(_changes(update(Step).where(Step.id == step_id, Step.state.not_in(ENDED_STEP_STATES))
+                    .values(state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
+                            error=error[:4000] if error else None, finished_at=now,
+                            started_at=started_at,
+                            duration=(now - started_at).total_seconds(),
+                            confirmed_state=ecc_state, note=note[:500] if note else None)))
+    if ecc_state is not None:  # what the server confirmed is its state now
         seen = dict(state=ecc_state, transition=0, online=True, last_seen_at=now,
                     last_error=None)
         if ecc_state == EccState.RUNNING:
             seen["running_seen_at"] = now
-        s.exec(update(ECCServer).where(ECCServer.name == step.target).values(**seen))
+        s.exec(_changes(update(ECCServer).where(ECCServer.name == row.target).values(**seen)))
 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
