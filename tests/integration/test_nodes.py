@@ -195,3 +195,22 @@ def test_a_wrong_key_is_refused(sshd, tmp_path):
     access = NodeAccess("daq-node", sshd.host, sshd.user, sshd.port, str(tmp_path / "k"))
     with pytest.raises(NodeError, match="node daq-node: connect: .*[Aa]uthentication"):
         Node(access)
+
+
+def test_a_host_key_that_does_not_match_the_known_hosts_file_is_refused(sshd, tmp_path,
+                                                                        monkeypatch):
+    import subprocess
+
+    # Another machine answering at the node's address: its key is not the one on file.
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")],
+                   check=True)
+    kind, key = (tmp_path / "other.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    monkeypatch.setenv("DAQFLOW_SSH_KNOWN_HOSTS", str(known))
+    access = NodeAccess("daq-node", sshd.host, sshd.user, sshd.port, sshd.key_path)
+    for policy in ("reject", "accept-new"):  # accepting new keys never accepts a changed one
+        monkeypatch.setenv("DAQFLOW_SSH_HOST_KEYS", policy)
+        with pytest.raises(NodeError, match="host key does not match the known-hosts file"):
+            Node(access)
+    assert known.read_text() == f"[127.0.0.1]:{sshd.port} {kind} {key}\n"

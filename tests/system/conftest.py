@@ -10,7 +10,7 @@ import pytest
 from pipelines.simulator.topology import simulated_topology
 from tests.support import ROOT
 from tests.support.daq import clean_staging, clear_workflow_records
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, wait_for
 from tests.support.services import RedisHandle, WorkerHandle, start_simulator
 
 
@@ -89,8 +89,22 @@ def daq(simulator, redis_url, staging_root):
 
 @pytest.fixture
 def running_daq(daq, worker):
-    """The standard DAQ with a worker serving it."""
-    return daq
+    """The standard DAQ with a worker serving it; at the end, every workflow the test
+    started has ended, so that none of its tasks runs into the next test's rows."""
+    from sqlmodel import select
+
+    import models
+    from models import Workflow
+    from models.vocabulary import ACTIVE_STATES
+
+    yield daq
+
+    def all_ended():
+        with models.session() as s:
+            return s.exec(select(Workflow.id)
+                          .where(Workflow.state.in_(ACTIVE_STATES))).first() is None
+
+    wait_for(all_ended, timeout=60, message="the workflows this test started to end")
 
 
 @pytest.fixture

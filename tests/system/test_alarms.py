@@ -315,3 +315,23 @@ def test_old_health_samples_are_forgotten(running_daq):
     with models.session() as s:
         left = s.exec(select(RouterSample.bytes).where(RouterSample.router == "router-0")).all()
     assert 1 not in left and 2 in left
+
+
+@pytest.mark.database_agnostic
+def test_check_nodes_shows_a_data_router_process_stopped_and_back_at_once(running_daq):
+    from tests.support.web import operator_client
+
+    def router_cells(html: str) -> list[str]:
+        return [cell.split("</td>")[0] for cell in html.split('class="router-online">')[1:]]
+
+    client = operator_client()
+    running_daq.process("dataRouter", False)
+    try:
+        # The answer to the button is the checked state: no waiting for beat's next round.
+        stopped = client.post("/actions/check-routers").get_data(as_text=True)
+        assert len(router_cells(stopped)) == 9
+        assert all("not running" in cell for cell in router_cells(stopped))
+    finally:
+        running_daq.process("dataRouter", True)
+    back = client.post("/actions/check-routers").get_data(as_text=True)
+    assert router_cells(back) == ["running"] * 9

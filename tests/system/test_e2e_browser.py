@@ -13,8 +13,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,7 +25,8 @@ from tests.support import DATABASE, ROOT
 from tests.support.processes import stop_process, wait_for
 
 # What it checks does not depend on the database: .ci/run's first pass only.
-pytestmark = pytest.mark.database_agnostic
+# Longer than the suite's 120 s per test: a browser or hundreds of requests, with fixtures.
+pytestmark = [pytest.mark.database_agnostic, pytest.mark.timeout(300)]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -117,16 +120,27 @@ def page():
                 if "Content Security Policy" in message.text else None)
         page.on("pageerror", lambda error: page.blocked.append(str(error)))
         page.dialogs = []  # what the page asked to confirm; the operator says yes
+        # What the server sent, for a failure to explain itself (wait_or_explain).
+        page.responses = []
+        page.on("response", lambda response: page.responses.append(
+            (round(time.monotonic(), 2), response.status, urlsplit(response.url).path)))
         page.on("dialog", lambda dialog: page.dialogs.append(dialog.message) or dialog.accept())
         yield page
         context.close()
         browser.close()
 
 
-def simulate_fault(sim_url: str, **fault) -> None:
-    request = urllib.request.Request(f"{sim_url}/_sim/faults", data=json.dumps(fault).encode(),
-                                     method="POST")
+def _simulator_post(url: str, payload: dict) -> None:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")
     urllib.request.urlopen(request, timeout=10).read()
+
+
+def simulate_fault(sim_url: str, **fault) -> None:
+    _simulator_post(f"{sim_url}/_sim/faults", fault)
+
+
+def simulator_set(sim_url: str, **settings) -> None:
+    _simulator_post(f"{sim_url}/_sim/set", settings)
 
 
 def source_bars(page) -> list[int]:
@@ -140,6 +154,22 @@ def run_workflow(page, button: str, daq_state: str) -> None:
     page.wait_for_function(
         "([state]) => document.querySelector('#workflow-state')?.textContent === 'succeeded'"
         " && document.querySelector('#daq-state')?.textContent === state", arg=[daq_state])
+
+
+def wait_or_explain(page, demo, condition: str) -> None:
+    """Wait for a condition on the page; if it never holds, fail with what the page was
+    sent meanwhile, what its bars showed, and the end of the demo's log."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(condition)
+    except PlaywrightTimeout:
+        log = demo["log"].read_text(errors="replace").splitlines()[-40:]
+        raise AssertionError(
+            "the page never showed it; responses (seconds, status, path): "
+            f"{page.responses[-40:]}\nbars: {source_bars(page)}, workflow state: "
+            f"{page.locator('#workflow-state').all_text_contents()}\nup.log:\n"
+            + "\n".join(log)) from None
 
 
 def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
@@ -174,9 +204,12 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     page.get_by_label("Title").fill("e2e <b>cosmics</b>")
     page.get_by_label("Comment").fill("first light after the gas change")
     page.get_by_label("gas pressure").fill("150")
+    # This start's transitions take 3 s, so that a 1 s poll sees it mid-way even when the
+    # machine is busy (a 2 s start went by unseen once in CI).
+    simulator_set(demo["sim"], seconds_per_source=3.0)
     page.get_by_role("button", name="Start run").click()
     # Mid-start: a source's bar is on its way (and the bars of the last workflow are gone).
-    page.wait_for_function("""() => {
+    wait_or_explain(page, demo, """() => {
         const v = [...document.querySelectorAll('table.sources [role=progressbar]')]
             .map(b => +b.getAttribute('aria-valuenow'));
         return v.some(x => x > 0 && x < 100); }""")
@@ -186,6 +219,7 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#current-run")).to_contain_text("run 0: e2e <b>cosmics</b> (TEST)")
     assert source_bars(page) == [100] * 9
     expect(page.locator("#workflow-state")).to_have_text("succeeded")
+    simulator_set(demo["sim"], seconds_per_source=1.0)
 
     page.get_by_label("Note").fill("quiet run")
     page.get_by_label("beam on target").select_option("yes")

@@ -111,6 +111,7 @@ def test_an_unreachable_node_fails_its_step_while_other_routers_succeed(running_
                                                                         staging_root):
     start_run_with_files(running_daq, staging_root, files_each=1)
     with models.session() as s:  # router-4's node goes away during the run
+        home = s.exec(select(DataRouter.node_id).where(DataRouter.name == "router-4")).one()
         dead = DaqNode(name="dead-node", host="127.0.0.1", port=free_port(), user="daq")
         s.add(dead)
         s.flush()
@@ -135,6 +136,28 @@ def test_an_unreachable_node_fails_its_step_while_other_routers_succeed(running_
     assert sorted(organized) == [name for name in ROUTERS if name != "router-4"]
     assert len(steps) == 9
     assert list((staging_root / "4").glob("*.graw")), "router-4's files must stay in staging"
+
+    # The node is back: a replay organizes router-4's files, and only those.
+    with models.session() as s:
+        s.exec(update(DataRouter).where(DataRouter.name == "router-4").values(node_id=home))
+        recorded = {r.target: r.recorded_at for r in s.exec(select(RunFiles)).all()}
+    waiting = len(list((staging_root / "4").glob("*.graw")))
+    from pipelines.runcontrol import replay
+
+    replay.replay(stop["id"])
+    again = wait_workflow(stop["id"], timeout=40)
+    assert again["state"] == "succeeded", again["error"]
+    with models.session() as s:
+        attempts = {(st.target, st.attempt) for st in
+                    s.exec(select(Step).where(Step.operation == "organize")).all()}
+        files = {r.target: r for r in s.exec(select(RunFiles).where(RunFiles.kind == "data"))}
+        run = s.exec(select(Run)).one()
+    assert attempts == {(name, 1) for name in ROUTERS} | {("router-4", 2)}
+    assert sorted(files) == sorted(ROUTERS) and files["router-4"].files == waiting
+    assert {name: files[name].recorded_at for name in ROUTERS if name != "router-4"} == {
+        name: at for name, at in recorded.items() if name in ROUTERS and name != "router-4"}
+    assert run.files_organized_at is not None
+    assert not list((staging_root / "4").glob("*.graw"))
 
 
 def test_stop_ends_a_run_whose_sources_are_no_longer_running(running_daq, staging_root):

@@ -27,6 +27,11 @@ PLAN = {"name": "calibration", "entries": [
      "comment": "same config: no reconfiguration"}]}
 
 
+# Waits of up to 90 s for chained runs and plans, with fixtures: longer than the
+# suite's 120 s per test.
+pytestmark = pytest.mark.timeout(300)
+
+
 @pytest.fixture
 def plan_daq(worker, redis_url, tmp_path):
     """Three servers offering the configs cfg and beam, from IDLE."""

@@ -26,6 +26,11 @@ PLANNED = 1.0
 LATE_AT_MOST = 4.0
 
 
+# Waits of up to 60 s for chained runs, with their fixtures: longer than the
+# suite's 120 s per test.
+pytestmark = pytest.mark.timeout(300)
+
+
 def runs() -> list[Run]:
     with models.session() as s:
         return s.exec(select(Run).order_by(Run.number)).all()

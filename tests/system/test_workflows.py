@@ -193,8 +193,8 @@ def big_daq(redis_url, worker, tmp_path):
     sim.stop()
 
 
-def test_progress_read_of_64_sources_costs_one_query_and_one_redis_round_trip(big_daq, redis_url):
-    workflow_id = launching.launch("describe")
+def read_cost(workflow_id: int, redis_url: str) -> tuple[int, list[str], dict]:
+    """SQL statements and Redis commands of one progress read, and what it read."""
     client = CountingRedis.from_url(redis_url)
     client.commands = []
     statements = []
@@ -202,19 +202,36 @@ def test_progress_read_of_64_sources_costs_one_query_and_one_redis_round_trip(bi
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        wait_for(lambda: progress.read(workflow_id)["done"] > 0, timeout=20)
-        statements.clear()
-        client.commands = []
         view = progress.read(workflow_id, redis_client=client)
     finally:
         event.remove(engine, "before_cursor_execute", listener)
+    return len(statements), client.commands, view
+
+
+def test_progress_read_of_64_sources_costs_one_query_and_one_redis_round_trip(big_daq, redis_url):
+    workflow_id = launching.launch("describe")
+    wait_for(lambda: progress.read(workflow_id)["done"] > 0, timeout=20)
+    statements, commands, view = read_cost(workflow_id, redis_url)
     assert view["total"] == 64
-    assert client.commands == ["MGET"]
-    assert len(statements) == 1
+    assert commands == ["MGET"]
+    assert statements == 1
     running = [st for stage in view["stages"] for st in stage["steps"]]
     assert len(running) == 64
     final = wait_workflow(workflow_id)
     assert final["state"] == "succeeded" and final["done"] == 64
+
+
+@pytest.mark.database_agnostic
+def test_every_kind_of_workflow_is_read_in_one_query_and_one_mget_a_stop_in_two(
+        running_daq, redis_url):
+    # README: one SQL query and one Redis MGET; a stop adds one query for its run's files.
+    for kind in ("describe", "prepare", "configure", "start_run", "stop_run", "reset"):
+        workflow_id = launching.launch(kind)
+        wait_for(lambda: progress.read(workflow_id)["done"] > 0, timeout=20)
+        expected = (2 if kind == "stop_run" else 1, ["MGET"])
+        assert read_cost(workflow_id, redis_url)[:2] == expected, kind
+        assert wait_workflow(workflow_id)["state"] == "succeeded", kind
+        assert read_cost(workflow_id, redis_url)[:2] == expected, kind
 
 
 @pytest.mark.database_agnostic

@@ -73,3 +73,27 @@ def test_nothing_but_the_settings_module_reads_the_environment():
     assert [reader.split(":")[0] for reader in readers] == ["pipelines/cli/up.py"], readers
     for name in re.findall(r"DAQFLOW_[A-Z_]+", (ROOT / "Procfile").read_text()):
         assert name in settings.SETTINGS, name
+
+
+def test_beat_watches_at_the_periods_the_readme_gives_and_never_piles_up(monkeypatch):
+    import importlib
+    import sys
+
+    for name in ("DAQFLOW_WATCH_ECC_SECONDS", "DAQFLOW_WATCH_ROUTERS_SECONDS",
+                 "DAQFLOW_WATCH_CONFIGS_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # read, never connected to
+    name = "pipelines.orchestration.celeryconfig"
+    sys.modules.pop(name, None)  # imported afresh, with this environment
+    try:
+        schedule = importlib.import_module(name).beat_schedule
+    finally:  # and so is the next import
+        sys.modules.pop(name, None)
+    periods = {entry["task"]: (entry["schedule"], entry["options"]["expires"])
+               for entry in schedule.values()}
+    # README: ECC states and lost steps every 5 s, routers every 10 s, configs every minute;
+    # a check nobody took within its period expires instead of queueing behind the next.
+    assert periods == {
+        "daqflow.watch.ecc": (5.0, 5.0), "daqflow.files.check_routers": (10.0, 10.0),
+        "daqflow.watch.runs": (5.0, 5.0), "daqflow.watch.configs": (60.0, 60.0),
+        "daqflow.watch.retention": (3600, 3600)}

@@ -48,6 +48,19 @@ def test_ssh_settings_without_a_host_are_refused(ssh_setting):
 GOOD = simulated_topology([18001, 18002])
 
 
+@pytest.mark.parametrize("name", ["e20/009", ".", "..", "", "x" * 201])
+def test_an_experiment_name_that_cannot_be_a_folder_name_is_refused(name):
+    with pytest.raises(schema.TopologyError) as refused:
+        schema.parse(GOOD.replace('name = "test"', f'name = "{name}"'))
+    assert "topology: experiment.name" in str(refused.value)
+    assert "without '/' or control characters, and not . or .." in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["e20-009", "...", "run .1", "énergie", "x" * 200])
+def test_any_other_experiment_name_is_a_folder_name(name):
+    assert schema.parse(GOOD.replace('name = "test"', f'name = "{name}"')).experiment.name == name
+
+
 @pytest.mark.parametrize("text, key, message", [
     (GOOD.replace("transition_timeout = 3.0", "transition_timeout = inf"),
      "defaults.transition_timeout", "finite number"),
