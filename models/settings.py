@@ -170,6 +170,10 @@ WATCH_CONFIGS_SECONDS = _define(
     "DAQFLOW_WATCH_CONFIGS_SECONDS", "60", seconds,
     "how often beat asks every ECC server which configs it offers (GetConfigIDs)",
     shown="60 s")
+WORKER_GONE_SECONDS = _define(
+    "DAQFLOW_WORKER_GONE_SECONDS", "60", seconds,
+    "a worker silent this long while others answer is taken as gone, and its running "
+    "steps as lost (a loaded host or a long pause answers again well before)", shown="60 s")
 STALL_SECONDS = _define(
     "DAQFLOW_STALL_SECONDS", "60", seconds,
     "an active workflow nothing has moved for this long is failed as stalled", shown="60 s")

@@ -68,3 +68,6 @@ class Step(SQLModel, table=True):
     confirmed_state: Optional[int] = Field(default=None)
     # What the operator should know about a step that succeeded in an unusual way.
     note: Optional[str] = Field(default=None, max_length=500)
+    # The Celery node that runs it (e.g. control1@daq-host): the lost-step sweep tells a
+    # worker that answered without it from one that is only silent.
+    worker: Optional[str] = Field(default=None, max_length=200)

@@ -122,12 +122,13 @@ def _refresh_states() -> None:
         pass
 
 
-def record_stopped_step(step_id: int, state: int | None, transition: int | None,
-                        error: str | None = None) -> None:
-    """What an aborted step's task saw when it stopped: GetState's answer, or why none."""
+def record_stopped_step(step_id: int, task_id: str, state: int | None,
+                        transition: int | None, error: str | None = None) -> None:
+    """What an aborted step's task (``task_id``) saw when it stopped: GetState's answer,
+    or why none."""
     with session() as s:
         step = s.get(Step, step_id)
-        if step is None or step.state != StepState.ABORTED.value:
+        if step is None or step.task_id != task_id or step.state != StepState.ABORTED.value:
             return
         if error:
             seen = f"GetState failed: {error}"

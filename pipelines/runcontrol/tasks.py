@@ -52,7 +52,7 @@ class StepTask(Task):
     """
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        step_records.finish_step(args[0], error=failure_message(exc))
+        step_records.finish_step(args[0], task_id, error=failure_message(exc))
 
 
 class _ProgressReporter:
@@ -77,7 +77,7 @@ class _ProgressReporter:
                 pass  # live progress is a courtesy; the transition goes on without Redis
 
 
-def _perform(step_id: int, work):
+def _perform(task: Task, step_id: int, work):
     """Run a step's work; a failure is recorded on the step before the task raises."""
     try:
         return work()
@@ -85,7 +85,7 @@ def _perform(step_id: int, work):
         raise  # the database: retried (the task is idempotent)
     except Exception as exc:
         message = failure_message(exc)
-        step_records.finish_step(step_id, error=message)
+        step_records.finish_step(step_id, task.request.id, error=message)
         raise StepFailed(message) from None
 
 
@@ -93,7 +93,9 @@ def _perform(step_id: int, work):
 def transition(self, step_id: int) -> dict:
     """Drive one ECC server through one transition and wait for its confirmation."""
     def work():
-        order = step_records.begin_transition(step_id, group_id=self.request.group)
+        order = step_records.begin_transition(step_id, self.request.id,
+                                              worker=self.request.hostname,
+                                              group_id=self.request.group)
         client = client_for(order.server, order.url)
         if order.operation == Operation.STOP:
             # A run's source already below RUNNING (rebooted, powered off) has stopped:
@@ -106,31 +108,33 @@ def transition(self, step_id: int) -> dict:
                          order.deadline_seconds, order.expected_seconds,
                          on_progress=_ProgressReporter(self, order.abort_key))
         except Aborted:
-            _record_where_it_stopped(step_id, client)
+            _record_where_it_stopped(step_id, self.request.id, client)
             raise
         return order, sent, int(order.target)
 
-    order, sent, state = _perform(step_id, work)
+    order, sent, state = _perform(self, step_id, work)
     note = None if state == order.target else (
         f"already {state_name(state)}, not RUNNING: counted as stopped")
-    step_records.finish_step(step_id, ecc_state=state, note=note)
+    step_records.finish_step(step_id, self.request.id, ecc_state=state, note=note)
     return {"server": order.server, "state": state_name(state), "sent": sent, "note": note}
 
 
-def _record_where_it_stopped(step_id: int, client) -> None:
+def _record_where_it_stopped(step_id: int, task_id: str, client) -> None:
     # What GetState says as the aborted step lets go: settled, or still in transition.
     try:
         report = client.get_state()
     except EccError as exc:
-        abort.record_stopped_step(step_id, None, None, error=str(exc))
+        abort.record_stopped_step(step_id, task_id, None, None, error=str(exc))
     else:
-        abort.record_stopped_step(step_id, report.state, report.transition)
+        abort.record_stopped_step(step_id, task_id, report.state, report.transition)
 
 
 def _files_step(task: Task, step_id: int) -> dict:
     # Connect and command timeouts bound the step (thread pools have no time limit).
     def work():
-        order = step_records.begin_files_step(step_id, group_id=task.request.group)
+        order = step_records.begin_files_step(step_id, task.request.id,
+                                              worker=task.request.hostname,
+                                              group_id=task.request.group)
         with Node(order.access) as node:
             if order.kind == FilesKind.DATA:
                 moved = organize(node, order.source_dir, order.experiment, order.run_number)
@@ -139,8 +143,8 @@ def _files_step(task: Task, step_id: int) -> dict:
                                        order.experiment, order.run_number, order.config_files)
         return order, moved
 
-    order, moved = _perform(step_id, work)
-    step_records.finish_files_step(step_id, order, moved)
+    order, moved = _perform(task, step_id, work)
+    step_records.finish_files_step(step_id, task.request.id, order, moved)
     return {"target": order.target, "folder": moved.folder, "files": moved.files,
             "bytes": moved.bytes}
 

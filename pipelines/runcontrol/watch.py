@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -92,22 +93,33 @@ def _sample_changes(s, answers: list) -> None:
                             transition=transition, error=error[:500] if error else None))
 
 
-def active_task_ids(timeout: float = 2.0) -> set[str] | None:
-    """Ids of the tasks the workers that answered are executing; None when nothing can be
-    told: the broker is unreachable, or no worker answered in time (all dead, or all too
-    busy to answer: the two look the same, so neither counts as "gone")."""
+@dataclass(frozen=True)
+class WorkerReport:
+    """What one round of asking the workers told: who answered, and what they execute."""
+
+    answered: frozenset[str]  # Celery node names, e.g. control1@daq-host
+    active: frozenset[str]  # ids of the tasks those nodes are executing
+
+
+def ask_workers(timeout: float = 2.0) -> WorkerReport | None:
+    """Ask every worker what it is executing; None when nothing can be told: the broker is
+    unreachable, or no worker answered in time (all dead, or all too busy to answer: the
+    two look the same, so neither counts as "gone")."""
     try:
         replies = app.control.inspect(timeout=timeout).active()
     except (OSError, RedisError, KombuOperationalError):
         return None
     if not replies:
         return None
-    return {task["id"] for tasks in replies.values() for task in tasks}
+    return WorkerReport(frozenset(replies),
+                        frozenset(task["id"] for tasks in replies.values() for task in tasks))
 
 
 # A running step whose task no live worker reports is lost only once it has been missing
-# from every inspection for this long: a worker paused for a few seconds (SIGSTOP, a long
-# garbage collection, a loaded host) answers again, and its steps go on. A round where no
+# from every inspection for this long, with its own worker answering (restarted, it lost
+# the task): a worker paused for a few seconds (SIGSTOP, a long garbage collection, a
+# loaded host) answers again, and its steps go on. A worker that stays silent while others
+# answer is given DAQFLOW_WORKER_GONE_SECONDS before it counts as gone; a round where no
 # worker answers at all tells nothing and changes nothing.
 LOST_AFTER_SECONDS = 10.0
 # When each running step was first missing from the workers' reports (task id -> epoch
@@ -115,7 +127,7 @@ LOST_AFTER_SECONDS = 10.0
 MISSING_KEY = "daqflow:steps-missing-since"
 
 
-def _missing_for(running: list[str], active: set[str]) -> dict[str, float]:
+def _missing_for(running: list[str], active: frozenset[str]) -> dict[str, float]:
     """How long each running task has been missing from every report, this one included."""
     client = app.backend.client
     now = time.time()
@@ -134,38 +146,59 @@ def _missing_for(running: list[str], active: set[str]) -> dict[str, float]:
     return {task_id: now - first for task_id, first in missing.items()}
 
 
-def sweep_lost_steps(active: set[str] | None = None,
-                     lost_after: float = LOST_AFTER_SECONDS) -> list[int]:
-    """Mark lost the running steps no live worker has reported for ``lost_after`` seconds;
-    fail their stages once settled.
+def sweep_lost_steps(report: WorkerReport | None = None, lost_after: float = LOST_AFTER_SECONDS,
+                     gone_after: float | None = None) -> list[int]:
+    """Mark lost the running steps no worker has reported for ``lost_after`` seconds while
+    their own worker answered (or, for a worker silent while others answer, for
+    ``gone_after``: DAQFLOW_WORKER_GONE_SECONDS); fail their stages once settled.
 
     The update is conditional on the step still running, so a step that ended
     between the database read and the worker inspection keeps its real outcome.
     """
     with session() as s:
         running = s.exec(
-            select(Step.id, Step.task_id).join(Stage, Step.stage_id == Stage.id)
+            select(Step.id, Step.task_id, Step.worker).join(Stage, Step.stage_id == Stage.id)
             .join(Workflow, Stage.workflow_id == Workflow.id)
             .where(Step.state == StepState.RUNNING.value, Workflow.state.in_(ACTIVE_STATES))
         ).all()
-    active = active_task_ids() if active is None else active
-    if active is None:
+    report = ask_workers() if report is None else report
+    if report is None:
         return []
-    sweep_stalled_workflows(active, settings.STALL_SECONDS.get())
-    if not running:
-        return []  # what the missing-since record still holds is of ended steps: ignored
-    missing = _missing_for([task_id for _, task_id in running], active)
-    lost = [step_id for step_id, task_id in running if missing.get(task_id, 0) >= lost_after]
-    if not lost:
-        return []
-    now = utcnow()
-    with session() as s:
-        s.exec(update(Step).where(Step.id.in_(lost), Step.state == StepState.RUNNING.value)
-               .values(state=StepState.LOST.value, error=LOST_ERROR, finished_at=now))
-        stage_ids = set(s.exec(select(Step.stage_id).where(Step.id.in_(lost))).all())
-    for stage_id in stage_ids:
+    sweep_stalled_workflows(report.active, settings.STALL_SECONDS.get())
+    lost = _mark_lost(running, report, lost_after, gone_after) if running else []
+    # A stage partly lost waits for its other steps; its chord will never call back, so
+    # the round after the last of them ends fails it (with the lost steps' error).
+    for stage_id in _stages_with_lost_steps():
         _fail_if_settled(stage_id)
     return lost
+
+
+def _mark_lost(running: list, report: WorkerReport, lost_after: float,
+               gone_after: float | None) -> list[int]:
+    gone_after = settings.WORKER_GONE_SECONDS.get() if gone_after is None else gone_after
+    missing = _missing_for([task_id for _, task_id, _ in running], report.active)
+
+    def bound(worker: str | None) -> float:
+        # Its worker answered without it (or none is known): the task is gone from it.
+        return lost_after if worker is None or worker in report.answered else gone_after
+
+    lost = [step_id for step_id, task_id, worker in running
+            if task_id in missing and missing[task_id] >= bound(worker)]
+    if lost:
+        with session() as s:
+            s.exec(update(Step).where(Step.id.in_(lost), Step.state == StepState.RUNNING.value)
+                   .values(state=StepState.LOST.value, error=LOST_ERROR, finished_at=utcnow()))
+    return lost
+
+
+def _stages_with_lost_steps() -> set[int]:
+    """The active stages of active workflows that have a lost step."""
+    with session() as s:
+        return set(s.exec(
+            select(Step.stage_id).join(Stage, Step.stage_id == Stage.id)
+            .join(Workflow, Stage.workflow_id == Workflow.id)
+            .where(Workflow.state.in_(ACTIVE_STATES), Stage.state.in_(ACTIVE_STATES),
+                   Step.state == StepState.LOST.value)).all())
 
 
 BROKER_RESTARTED = ("Redis restarted while this workflow ran: its queued messages and the "
@@ -193,7 +226,7 @@ STALLED = ("stalled: no worker runs any of its tasks and nothing has happened fo
            "(a worker or the broker lost its messages, e.g. Redis restarted); replay it")
 
 
-def sweep_stalled_workflows(active: set[str], stall_seconds: float) -> list[int]:
+def sweep_stalled_workflows(active: frozenset[str], stall_seconds: float) -> list[int]:
     """Fail active workflows that nothing has moved for ``stall_seconds``, so they can be replayed.
 
     A workflow is stalled when none of its steps runs, no worker executes any of
@@ -229,5 +262,7 @@ def _fail_if_settled(stage_id: int) -> None:
         steps = latest_attempts(s, stage_id)
         if any(st.state in UNFINISHED_STEP_STATES for st in steps):
             return
+        if not any(st.state == StepState.LOST.value for st in steps):
+            return  # a replay's new attempts took over: their chord calls back
         callback = stage.callback_task_id
     stage_records.fail_stage(stage_id, callback_task_id=callback)

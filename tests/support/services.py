@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -127,6 +128,11 @@ class WorkerHandle:
         self.log_path = log_path
         self.proc = None
         self.start()
+
+    @property
+    def node(self) -> str:
+        """Its Celery node name, as steps record the worker that runs them."""
+        return f"test-{os.getpid()}@{socket.gethostname()}"
 
     def start(self):
         self.proc = start_worker(self.log_path, f"test-{os.getpid()}")

@@ -77,24 +77,28 @@ def _servers(s) -> dict[str, _Server]:
     return servers
 
 
-def _step_row(s, step_id: int):
+def _step_row(s, step_id: int, task_id: str):
     """What beginning a step reads of it, its stage and workflow, in one query: plain
     columns, no ORM objects (building three of them for each of N steps was a fifth of a
-    start's CPU), not the workflow's params, and whether a replay made a newer attempt."""
+    start's CPU), not the workflow's params, and whether a replay made a newer attempt.
+
+    Only the message sent for this step finds it: one from before (of a deleted row whose
+    id the database gave again) acts on nothing."""
     newer = aliased(Step)
     replaced = exists().where(newer.stage_id == Step.stage_id, newer.target == Step.target,
                               newer.attempt > Step.attempt)
     row = s.exec(select(Step.id, Step.state, Step.attempt, Step.target, Step.operation,
-                        Step.target_state, Step.expected_seconds, Step.stage_id,
+                        Step.target_state, Step.expected_seconds, Step.stage_id, Step.worker,
                         Stage.state.label("stage_state"), Stage.group_id,
                         Stage.workflow_id, Workflow.state.label("workflow_state"),
                         Workflow.lock_token, Workflow.callback_task_id, Workflow.run_id,
                         replaced.label("replaced"))
                  .join(Stage, Step.stage_id == Stage.id)
                  .join(Workflow, Stage.workflow_id == Workflow.id)
-                 .where(Step.id == step_id)).first()
+                 .where(Step.id == step_id, Step.task_id == task_id)).first()
     if row is None:
-        raise StepFailed(f"step {step_id} does not exist")
+        raise StepFailed(f"step {step_id} does not exist, or is not the one task {task_id} "
+                         "was sent for")
     return row
 
 
@@ -147,13 +151,15 @@ def config_of(s, row) -> dict:
     return (params.get("configs") or {}).get(row.target) or params.get("config") or {}
 
 
-def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrder:
-    """Mark a transition step running and return what driving it takes.
+def begin_transition(step_id: int, task_id: str, worker: str | None = None,
+                     group_id: str | None = None) -> TransitionOrder:
+    """Mark a transition step running on ``worker`` (a Celery node name) and return what
+    driving it takes. ``task_id`` is the message's own id: only its step is touched.
 
     ``group_id`` is the Celery group the task ran in; the stage keeps the real one.
     """
     with session() as s:
-        row = _step_row(s, step_id)
+        row = _step_row(s, step_id, task_id)
         _refuse_ended(row)
         server = _remembered(row, "servers", lambda: _servers(s)).get(row.target)
         if server is None:
@@ -168,7 +174,7 @@ def begin_transition(step_id: int, group_id: str | None = None) -> TransitionOrd
             links=server.links, deadline_seconds=server.transition_timeout,
             expected_seconds=row.expected_seconds or server.expected_seconds,
         )
-        _mark_running(s, row, group_id)
+        _mark_running(s, row, worker, group_id)
     return order
 
 
@@ -177,13 +183,17 @@ def _changes(statement):
     return statement.execution_options(synchronize_session=False)
 
 
-def _mark_running(s, row, group_id: str | None) -> None:
-    # Conditional UPDATEs: a redelivered step keeps when it began, and only the first steps
-    # of a stage find it (and their workflow) still pending.
+def _mark_running(s, row, worker: str | None, group_id: str | None) -> None:
+    # Conditional UPDATEs: a redelivered step keeps when it began (and names the worker
+    # that has it now), and only the first steps of a stage find it (and their workflow)
+    # still pending.
     pending, running = WorkflowState.PENDING.value, WorkflowState.RUNNING.value
     if row.state == StepState.PENDING.value:
         s.exec(_changes(update(Step).where(Step.id == row.id, Step.state == pending)
-                        .values(state=StepState.RUNNING.value, started_at=utcnow())))
+                        .values(state=StepState.RUNNING.value, started_at=utcnow(),
+                                worker=worker)))
+    elif row.worker != worker:
+        s.exec(_changes(update(Step).where(Step.id == row.id).values(worker=worker)))
     if group_id and row.group_id != group_id:
         s.exec(_changes(update(Stage).where(Stage.id == row.stage_id).values(group_id=group_id)))
     if row.stage_state == pending:
@@ -208,10 +218,12 @@ class FilesOrder:
     config_files: list[str]
 
 
-def begin_files_step(step_id: int, group_id: str | None = None) -> FilesOrder:
-    """Mark an organize or backup step running and return what it takes."""
+def begin_files_step(step_id: int, task_id: str, worker: str | None = None,
+                     group_id: str | None = None) -> FilesOrder:
+    """Mark an organize or backup step running on ``worker`` and return what it takes
+    (as ``begin_transition``)."""
     with session() as s:
-        row = _step_row(s, step_id)
+        row = _step_row(s, step_id, task_id)
         _refuse_ended(row)
         run = s.get(Run, row.run_id) if row.run_id else None
         if run is None:
@@ -236,14 +248,14 @@ def begin_files_step(step_id: int, group_id: str | None = None) -> FilesOrder:
             config_files=config_files(config_of(s, row))
             if kind == FilesKind.CONFIGS else [],
         )
-        _mark_running(s, row, group_id)
+        _mark_running(s, row, worker, group_id)
     return order
 
 
-def finish_files_step(step_id: int, order: FilesOrder, moved: Moved) -> None:
+def finish_files_step(step_id: int, task_id: str, order: FilesOrder, moved: Moved) -> None:
     """Record a files step's success, and the run's files it leaves on its node."""
     with session() as s:
-        row = _end_row(s, step_id)
+        row = _end_row(s, step_id, task_id)
         if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
         record = s.exec(select(RunFiles).where(
@@ -269,24 +281,25 @@ def finish_files_step(step_id: int, order: FilesOrder, moved: Moved) -> None:
         _record_end(s, step_id, row)
 
 
-def finish_step(step_id: int, error: str | None = None, ecc_state: int | None = None,
-                note: str | None = None) -> None:
-    """Record a step's end: succeeded (in ``ecc_state``, with a ``note`` when it succeeded
-    in an unusual way), or failed with the error the operator will read."""
+def finish_step(step_id: int, task_id: str, error: str | None = None,
+                ecc_state: int | None = None, note: str | None = None) -> None:
+    """Record the end of the step task ``task_id`` was sent for: succeeded (in
+    ``ecc_state``, with a ``note`` when it succeeded in an unusual way), or failed with the
+    error the operator will read."""
     with session() as s:
-        row = _end_row(s, step_id)
+        row = _end_row(s, step_id, task_id)
         if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
         _record_end(s, step_id, row, error, ecc_state, note)
 
 
-def _end_row(s, step_id: int):
+def _end_row(s, step_id: int, task_id: str):
     """What recording a step's end reads, in one query: its state, when it began, its
-    target, and its workflow's run."""
+    target, and its workflow's run; None for a message that was not sent for it."""
     return s.exec(select(Step.state, Step.started_at, Step.target, Workflow.run_id)
                   .join(Stage, Step.stage_id == Stage.id)
                   .join(Workflow, Stage.workflow_id == Workflow.id)
-                  .where(Step.id == step_id)).first()
+                  .where(Step.id == step_id, Step.task_id == task_id)).first()
 
 
 def _record_end(s, step_id: int, row, error: str | None = None, ecc_state: int | None = None,
