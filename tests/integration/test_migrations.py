@@ -76,3 +76,19 @@ def test_a_database_made_before_migrations_is_refused_with_what_to_do(empty_data
                              env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 5 and "made by a daqflow without migrations" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_database_older_than_the_code_is_refused_until_db_upgrade(empty_database):
+    migrate.upgrade("0012")  # as the daqflow before steps recorded their worker left it
+    env = dict(os.environ, DAQFLOW_DATABASE_URL=empty_database)
+
+    def daqflow(*args):
+        return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    refused = daqflow("status")
+    assert refused.returncode == 5 and "daqflow db upgrade" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert daqflow("db", "upgrade").returncode == 0
+    assert migrate.current() == migrate.head()
+    assert daqflow("status").returncode != 5
