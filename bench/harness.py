@@ -98,7 +98,7 @@ class Daq:
 
     def __init__(self, redis_url: str, n_servers: int, seconds: float, routers: bool = False,
                  keep: bool = False, postgres: str | None = None):
-        from pipelines.cli.supervisor import free_port
+        from pipelines.cli.supervisor import free_ports
 
         self.n_servers, self.seconds, self.keep = n_servers, seconds, keep
         self.dir = Path(tempfile.mkdtemp(prefix=f"daqflow-bench-{n_servers}-"))
@@ -106,7 +106,7 @@ class Daq:
         self.instance.mkdir()
         self.redis_url = redis_url
         self.redis().flushall()  # nothing of an earlier DAQ of this benchmark run
-        self.sim_port, self.web_port = free_port(), free_port()
+        self.sim_port, self.web_port = free_ports(2)
         self.topology = self.dir / "topology.toml"
         self.topology.write_text(simulated_topology(
             [self.sim_port] * n_servers, seconds_per_source=seconds,

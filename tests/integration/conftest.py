@@ -20,9 +20,9 @@ def ecc_simulator(tmp_path_factory):
     Per module: its placeholder getEccSoapServer process must be gone before the system
     tests check that program's process on this machine.
     """
-    from pipelines.cli.supervisor import free_port
+    from pipelines.cli.supervisor import free_ports
 
-    ports = [free_port() for _ in range(9)]
+    ports = free_ports(9)
     directory = tmp_path_factory.mktemp("ecc-sim")
     handle = start_simulator(directory, ports, simulated_topology(ports, routers=False))
     yield handle

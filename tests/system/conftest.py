@@ -47,9 +47,9 @@ def simulator(redis_url, sshd, staging_root, session_dir):
 
     Its data routers live on the SSH node, their staging dirs under the session folder.
     """
-    from pipelines.cli.supervisor import free_port
+    from pipelines.cli.supervisor import free_ports
 
-    ports = [free_port() for _ in range(9)]
+    ports = free_ports(9)
     directory = session_dir / "sim"
     directory.mkdir()
     handle = start_simulator(directory, ports, simulated_topology(

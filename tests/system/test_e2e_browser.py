@@ -67,9 +67,9 @@ def quick_demo(tmp_path):
 
 
 def _up_demo(tmp_path, sources: int, seconds_per_source: float):
-    from pipelines.cli.supervisor import free_port, wait_for_port
+    from pipelines.cli.supervisor import free_ports, wait_for_port
 
-    sim_port, web_port = free_port(), free_port()
+    sim_port, web_port = free_ports(2)
     topology = tmp_path / "topology.toml"
     topology.write_text(simulated_topology([sim_port] * sources,
                                            seconds_per_source=seconds_per_source,
