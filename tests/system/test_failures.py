@@ -125,6 +125,16 @@ def hold_cobos(sim) -> None:
         sim.fault(f"ecc-cobo{i}", "hang", operation="Start", times=1)
 
 
+def start_held(sim, title: str) -> int:
+    """A start from READY with the CoBos held (``hold_cobos``), once all eight CoBo steps
+    run; returns the workflow's id."""
+    set_all(sim, EccState.READY)
+    hold_cobos(sim)
+    workflow_id = launching.launch("start_run", title=title)
+    wait_for(lambda: running_steps(workflow_id) == 8, message="the CoBo steps to run")
+    return workflow_id
+
+
 def cobo_steps(workflow_id: int) -> list[Step]:
     return [steps_of(workflow_id, f"ecc-cobo{i}")[-1] for i in range(8)]
 
@@ -145,10 +155,7 @@ def all_ended(task_ids: list[str]) -> bool:
 def test_a_worker_killed_mid_stage_loses_its_steps_then_replay_finishes(running_daq, worker,
                                                                         beat):
     sim = running_daq
-    set_all(sim, EccState.READY)
-    hold_cobos(sim)
-    workflow_id = launching.launch("start_run", title="power cut")
-    wait_for(lambda: running_steps(workflow_id) == 8, message="the CoBo steps to run")
+    workflow_id = start_held(sim, "power cut")
     assert {st.worker for st in cobo_steps(workflow_id)} == {worker.node}
 
     worker.kill()
@@ -205,10 +212,7 @@ def test_a_worker_paused_for_seconds_keeps_its_steps_and_they_complete(slow_daq,
 def test_a_worker_silent_while_another_answers_is_gone_only_after_its_limit(
         running_daq, worker, beat, tmp_path):
     sim = running_daq
-    set_all(sim, EccState.READY)
-    hold_cobos(sim)
-    workflow_id = launching.launch("start_run", title="a silent worker")
-    wait_for(lambda: running_steps(workflow_id) == 8, message="the CoBo steps to run")
+    workflow_id = start_held(sim, "a silent worker")
     steps = cobo_steps(workflow_id)
     # Another worker answers beat's rounds (and runs them) while the one with the steps is
     # silent: it is given DAQFLOW_WORKER_GONE_SECONDS (16 s here), not the 10 s of a worker
@@ -243,10 +247,7 @@ def test_a_worker_silent_while_another_answers_is_gone_only_after_its_limit(
 def test_a_partly_lost_stage_waits_for_its_other_steps_and_late_messages_act_on_nothing(
         running_daq, worker):
     sim = running_daq
-    set_all(sim, EccState.READY)
-    hold_cobos(sim)
-    workflow_id = launching.launch("start_run", title="half a crate")
-    wait_for(lambda: running_steps(workflow_id) == 8, message="the CoBo steps to run")
+    workflow_id = start_held(sim, "half a crate")
     steps = cobo_steps(workflow_id)
     # A round where the worker answered executing only four of them: the other four lost.
     report = watch.WorkerReport(frozenset({worker.node}),
@@ -280,10 +281,7 @@ def test_a_partly_lost_stage_waits_for_its_other_steps_and_late_messages_act_on_
 @pytest.mark.database_agnostic
 def test_redis_restarted_mid_workflow_then_replay(running_daq, redis_server, worker):
     sim = running_daq
-    set_all(sim, EccState.READY)
-    hold_cobos(sim)
-    workflow_id = launching.launch("start_run", title="through a Redis restart")
-    wait_for(lambda: running_steps(workflow_id) == 8, message="the CoBo steps to run")
+    workflow_id = start_held(sim, "through a Redis restart")
 
     redis_server.stop()
     try:
