@@ -11,7 +11,8 @@ Tests and operators steer it over plain HTTP on any of its ports:
 - ``GET  /_sim/state``   each server's state and transition flag
 - ``POST /_sim/faults``  inject a fault: ``{"server", "operation", "kind", ...}``
   where kind is ``error`` (``code``, ``message``), ``hang`` (the transition never
-  ends), ``slow`` (answer after ``seconds``) or ``refuse`` (the server's port closes);
+  ends), ``slow`` (the answer, made at once, arrives after ``seconds``) or ``refuse``
+  (the server's port closes);
   ``times`` limits how often it fires
 - ``DELETE /_sim/faults`` clear faults;  ``POST /_sim/reset`` everything back to IDLE
 - ``POST /_sim/set``     ``{"server", "state"}`` or ``{"seconds_per_source": s}``
@@ -144,10 +145,11 @@ class Simulator:
         args = {etree.QName(child).localname: (child.text or "") for child in request}
         self.record(server.name, operation, args.get("configID"))
         slow = server.fault(operation, ("slow",))
-        if slow:
-            time.sleep(slow.seconds)
         with server.lock:
-            return self._operate(server, operation, args)
+            answer = self._operate(server, operation, args)
+        if slow:  # made at once, late to arrive: by then a GetState's word may be stale
+            time.sleep(slow.seconds)
+        return answer
 
     def _operate(self, server: SimulatedServer, operation: str, args: dict) -> str:
         server.settle(time.monotonic())

@@ -102,3 +102,34 @@ def database_digest() -> str:
             for row in connection.execute(text(f'SELECT * FROM "{table.name}"{where} ORDER BY 1')):
                 digest.update(repr(tuple(row)).encode())
     return digest.hexdigest()
+
+
+def steps_in(workflow_id: int, state: str) -> int:
+    """How many of a workflow's steps (every attempt) are in ``state``."""
+    with models.session() as s:
+        return s.exec(select(func.count()).select_from(Step).join(Stage, Step.stage_id == Stage.id)
+                      .where(Stage.workflow_id == workflow_id, Step.state == state)).one()
+
+
+def cobo_steps(workflow_id: int) -> list[Step]:
+    """The latest attempt of each CoBo's step, cobo0 first."""
+    return [steps_of(workflow_id, cobo)[-1] for cobo in COBOS]
+
+
+def start_held(sim, title: str, held: int = 8) -> int:
+    """A start from READY whose first ``held`` CoBos stay in their Start until
+    ``sim.clear_faults()`` (their deadline a minute away), and whose other CoBos have
+    confirmed; returns the workflow's id once it is so. A test acts while those steps
+    run, with no window to catch."""
+    from pipelines.runcontrol import launching
+
+    set_all(sim, EccState.READY)
+    with models.session() as s:
+        s.exec(update(ECCServer).values(transition_timeout=60.0))
+    for cobo in COBOS[:held]:
+        sim.fault(cobo, "hang", operation="Start", times=1)
+    workflow_id = launching.launch("start_run", title=title)
+    wait_for(lambda: [st.state for st in cobo_steps(workflow_id)]
+             == ["running"] * held + ["succeeded"] * (8 - held),
+             timeout=30, message=f"{held} CoBo steps held running, the others confirmed")
+    return workflow_id

@@ -56,13 +56,13 @@ asked_at = "stop"
 @pytest.fixture
 def demo(tmp_path):
     """`daqflow up --demo` on free ports (its own SQLite, Redis and simulator) with nine
-    sources slow enough to watch (1 s a transition); stopped by PID."""
-    yield from _up_demo(tmp_path, sources=9, seconds_per_source=1.0)
+    quick sources (0.2 s a transition; the test slows the start it watches); stopped by PID."""
+    yield from _up_demo(tmp_path, sources=9, seconds_per_source=0.2)
 
 
 @pytest.fixture
 def quick_demo(tmp_path):
-    """The same with three quick sources (0.2 s a transition), where nothing is watched mid-way."""
+    """The same with three sources, where nothing is watched mid-way."""
     yield from _up_demo(tmp_path, sources=3, seconds_per_source=0.2)
 
 
@@ -219,7 +219,7 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#current-run")).to_contain_text("run 0: e2e <b>cosmics</b> (TEST)")
     assert source_bars(page) == [100] * 9
     expect(page.locator("#workflow-state")).to_have_text("succeeded")
-    simulator_set(demo["sim"], seconds_per_source=1.0)
+    simulator_set(demo["sim"], seconds_per_source=0.2)
 
     page.get_by_label("Note").fill("quiet run")
     page.get_by_label("beam on target").select_option("yes")
