@@ -165,15 +165,16 @@ def test_a_worker_paused_for_seconds_keeps_its_steps_and_they_complete(running_d
     sim = running_daq
     workflow_id = start_held(sim, "a long garbage collection")
 
-    # It cannot answer (a long GC, a loaded host) for longer than a step may be missing
-    # (3 s here; LOST_AFTER_SECONDS in beat's rounds): the watch's rounds (each waits its
-    # 2 s for answers) find nobody answering, which tells nothing: nothing lost.
+    # It cannot answer (a long GC, a loaded host) for longer than a step may be missing,
+    # even from a worker silent while others answer (3 s here for both; beat's rounds use
+    # LOST_AFTER_SECONDS and DAQFLOW_WORKER_GONE_SECONDS): the watch's rounds (each waits
+    # its 2 s for answers) find nobody answering, which tells nothing: nothing lost.
     lost_after = 3.0
     worker.proc.send_signal(signal.SIGSTOP)
     try:
         paused_at = time.monotonic()
         while time.monotonic() - paused_at < lost_after + 2 * 2:
-            assert watch.sweep_lost_steps(lost_after=lost_after) == []
+            assert watch.sweep_lost_steps(lost_after=lost_after, gone_after=lost_after) == []
         assert steps_in(workflow_id, "running") == 8
         sim.clear_faults()  # the servers finish their Start while the worker is paused
     finally:
