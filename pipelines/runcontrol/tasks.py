@@ -115,7 +115,7 @@ def transition(self, step_id: int) -> dict:
     order, sent, state = _perform(self, step_id, work)
     note = None if state == order.target else (
         f"already {state_name(state)}, not RUNNING: counted as stopped")
-    step_records.finish_step(step_id, self.request.id, ecc_state=state, note=note)
+    step_records.finish_transition(step_id, self.request.id, order, state, note=note)
     return {"server": order.server, "state": state_name(state), "sent": sent, "note": note}
 
 

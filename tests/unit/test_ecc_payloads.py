@@ -1,4 +1,6 @@
 """Unit tests of the ECC payloads, the state machine facts, and driving a transition on a fake clock."""
+import pytest
+
 from pipelines.daq.ecc import drive, payloads, states
 from pipelines.daq.ecc.client import EccError, StateReport
 from pipelines.daq.ecc.payloads import ConfigId, DataLink
@@ -39,10 +41,13 @@ def test_targets_and_one_step_back():
     assert states.step_back(EccState.IDLE) is None
 
 
-def test_poll_delay_waits_long_early_and_short_near_the_end():
-    assert drive.poll_delay(0.0, 10.0) == 1.0
-    assert drive.poll_delay(7.9, 10.0) < 0.2
-    assert 0.02 <= drive.poll_delay(12.0, 10.0) <= 0.25
+def test_poll_delay_polls_first_at_the_expected_end_then_often():
+    assert drive.poll_delay(0.0, 10.0) == 1.0  # progress and aborts are looked at each second
+    assert drive.poll_delay(8.5, 10.0) == 1.0  # nothing is asked before it can be done
+    assert drive.poll_delay(9.9, 10.0) == pytest.approx(0.1)
+    assert drive.poll_delay(10.0, 10.0) == 0.25  # past it: expected / 20, at most 250 ms
+    assert drive.poll_delay(1.0, 1.0) == 0.05
+    assert drive.poll_delay(0.3, 0.2) == 0.02  # and at least 20 ms
 
 
 class FakeClient:

@@ -11,11 +11,14 @@ from pipelines.daq.ecc.states import EccState, state_name
 def poll_delay(elapsed: float, expected: float) -> float:
     """Seconds to wait before the next GetState.
 
-    Long waits while the transition cannot be done yet, short ones near its
-    expected end: hundreds of servers are polled at once, and the operator's
-    wait should overshoot the real end by only a few tens of milliseconds.
+    No poll before the transition's expected end (waits of at most a second, so that
+    progress and an abort are seen), short ones after it: hundreds of servers are
+    polled at once, and each poll costs both ends CPU (polling from 80 % of the
+    expected time on took a start's CPU per source from about 13 to 16 ms). A
+    transition that takes its expected time is seen at most max(expected / 20, 20 ms),
+    and never more than 250 ms, after its end; one that ends early, at its expected time.
     """
-    early = 0.8 * expected - elapsed
+    early = expected - elapsed
     if early > 0:
         return min(early, 1.0)
     return min(max(expected / 20, 0.02), 0.25)

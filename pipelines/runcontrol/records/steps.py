@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import exists
 from sqlalchemy.orm import aliased
@@ -46,6 +47,9 @@ class TransitionOrder:
     links: list[DataLink]
     deadline_seconds: float
     expected_seconds: float
+    # When the step began (a redelivered step keeps its first start): its end is then
+    # recorded without reading the row again.
+    began_at: datetime
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ def _step_row(s, step_id: int, task_id: str):
                               newer.attempt > Step.attempt)
     row = s.exec(select(Step.id, Step.state, Step.attempt, Step.target, Step.operation,
                         Step.target_state, Step.expected_seconds, Step.stage_id, Step.worker,
+                        Step.started_at,
                         Stage.state.label("stage_state"), Stage.group_id,
                         Stage.workflow_id, Workflow.state.label("workflow_state"),
                         Workflow.lock_token, Workflow.callback_task_id, Workflow.run_id,
@@ -165,6 +170,7 @@ def begin_transition(step_id: int, task_id: str, worker: str | None = None,
         if server is None:
             raise StepFailed(f"ECC server {row.target} is not in the topology any more")
         config = config_of(s, row)
+        began_at = row.started_at or utcnow()
         order = TransitionOrder(
             server=row.target, url=server.url, abort_key=row.lock_token,
             operation=row.operation,
@@ -173,8 +179,9 @@ def begin_transition(step_id: int, task_id: str, worker: str | None = None,
                             config.get("configure", "")),
             links=server.links, deadline_seconds=server.transition_timeout,
             expected_seconds=row.expected_seconds or server.expected_seconds,
+            began_at=began_at,
         )
-        _mark_running(s, row, worker, group_id)
+        _mark_running(s, row, worker, group_id, began_at)
     return order
 
 
@@ -183,15 +190,16 @@ def _changes(statement):
     return statement.execution_options(synchronize_session=False)
 
 
-def _mark_running(s, row, worker: str | None, group_id: str | None) -> None:
+def _mark_running(s, row, worker: str | None, group_id: str | None,
+                  began_at: datetime | None = None) -> None:
     # Conditional UPDATEs: a redelivered step keeps when it began (and names the worker
     # that has it now), and only the first steps of a stage find it (and their workflow)
     # still pending.
     pending, running = WorkflowState.PENDING.value, WorkflowState.RUNNING.value
     if row.state == StepState.PENDING.value:
         s.exec(_changes(update(Step).where(Step.id == row.id, Step.state == pending)
-                        .values(state=StepState.RUNNING.value, started_at=utcnow(),
-                                worker=worker)))
+                        .values(state=StepState.RUNNING.value,
+                                started_at=began_at or utcnow(), worker=worker)))
     elif row.worker != worker:
         s.exec(_changes(update(Step).where(Step.id == row.id).values(worker=worker)))
     if group_id and row.group_id != group_id:
@@ -278,7 +286,7 @@ def finish_files_step(step_id: int, task_id: str, order: FilesOrder, moved: Move
             router = s.exec(select(DataRouter).where(DataRouter.name == order.target)).first()
             if router is not None:
                 router.graw_files, router.checked_at = 0, utcnow()
-        _record_end(s, step_id, row)
+        _record_end(s, step_id, task_id, row.target, row.started_at)
 
 
 def finish_step(step_id: int, task_id: str, error: str | None = None,
@@ -290,7 +298,15 @@ def finish_step(step_id: int, task_id: str, error: str | None = None,
         row = _end_row(s, step_id, task_id)
         if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
-        _record_end(s, step_id, row, error, ecc_state, note)
+        _record_end(s, step_id, task_id, row.target, row.started_at, error, ecc_state, note)
+
+
+def finish_transition(step_id: int, task_id: str, order: TransitionOrder, ecc_state: int,
+                      note: str | None = None) -> None:
+    """Record that the step task ``task_id`` was sent for confirmed ``ecc_state`` (as
+    ``finish_step``), from what its order already knows: nothing is read first."""
+    with session() as s:
+        _record_end(s, step_id, task_id, order.server, order.began_at, None, ecc_state, note)
 
 
 def _end_row(s, step_id: int, task_id: str):
@@ -302,23 +318,26 @@ def _end_row(s, step_id: int, task_id: str):
                   .where(Step.id == step_id, Step.task_id == task_id)).first()
 
 
-def _record_end(s, step_id: int, row, error: str | None = None, ecc_state: int | None = None,
+def _record_end(s, step_id: int, task_id: str, target: str, started_at: datetime | None,
+                error: str | None = None, ecc_state: int | None = None,
                 note: str | None = None) -> None:
-    # One conditional UPDATE: a step already ended (delivered twice, aborted) stays as it is.
+    # One conditional UPDATE: a step already ended (delivered twice, aborted), or a message
+    # not sent for it, leaves it as it is, and then its server too.
     now = utcnow()
-    started_at = row.started_at or now
-    s.exec(_changes(update(Step).where(Step.id == step_id, Step.state.not_in(ENDED_STEP_STATES))
-                    .values(state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
-                            error=error[:4000] if error else None, finished_at=now,
-                            started_at=started_at,
-                            duration=(now - started_at).total_seconds(),
-                            confirmed_state=ecc_state, note=note[:500] if note else None)))
-    if ecc_state is not None:  # what the server confirmed is its state now
+    started_at = started_at or now
+    ended = s.exec(_changes(
+        update(Step).where(Step.id == step_id, Step.task_id == task_id,
+                           Step.state.not_in(ENDED_STEP_STATES))
+        .values(state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
+                error=error[:4000] if error else None, finished_at=now, started_at=started_at,
+                duration=(now - started_at).total_seconds(), confirmed_state=ecc_state,
+                note=note[:500] if note else None)))
+    if ended.rowcount and ecc_state is not None:  # what the server confirmed is its state now
         seen = dict(state=ecc_state, transition=0, online=True, last_seen_at=now,
                     last_error=None)
         if ecc_state == EccState.RUNNING:
             seen["running_seen_at"] = now
-        s.exec(_changes(update(ECCServer).where(ECCServer.name == row.target).values(**seen)))
+        s.exec(_changes(update(ECCServer).where(ECCServer.name == target).values(**seen)))
 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
