@@ -38,6 +38,9 @@ def get_engine() -> Engine:
     """The process-wide engine for the configured URL, built on first use."""
     global _engine, _engine_url
     url = settings.database_url()
+    engine = _engine
+    if engine is not None and _engine_url == url:
+        return engine  # hundreds of worker threads open sessions at once: no lock for them
     with _lock:
         if _engine is None or _engine_url != url:
             if url.startswith("sqlite"):

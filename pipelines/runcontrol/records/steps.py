@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import exists
+from sqlalchemy import bindparam, exists
 from sqlalchemy.orm import aliased
 from sqlmodel import select, update
 
@@ -81,6 +82,26 @@ def _servers(s) -> dict[str, _Server]:
     return servers
 
 
+# The statements every step runs are built once per process, their values bound at each
+# run: building them (an aliased table, its columns' proxies, coerced literals) cost more
+# of a step's CPU than running them (py-spy, N = 1024: a fifth of the control workers').
+@cache
+def _step_row_statement():
+    newer = aliased(Step)
+    replaced = exists().where(newer.stage_id == Step.stage_id, newer.target == Step.target,
+                              newer.attempt > Step.attempt)
+    return (select(Step.id, Step.state, Step.attempt, Step.target, Step.operation,
+                   Step.target_state, Step.expected_seconds, Step.stage_id, Step.worker,
+                   Step.started_at,
+                   Stage.state.label("stage_state"), Stage.group_id,
+                   Stage.workflow_id, Workflow.state.label("workflow_state"),
+                   Workflow.lock_token, Workflow.callback_task_id, Workflow.run_id,
+                   replaced.label("replaced"))
+            .join(Stage, Step.stage_id == Stage.id)
+            .join(Workflow, Stage.workflow_id == Workflow.id)
+            .where(Step.id == bindparam("step_id"), Step.task_id == bindparam("task_id")))
+
+
 def _step_row(s, step_id: int, task_id: str):
     """What beginning a step reads of it, its stage and workflow, in one query: plain
     columns, no ORM objects (building three of them for each of N steps was a fifth of a
@@ -88,19 +109,8 @@ def _step_row(s, step_id: int, task_id: str):
 
     Only the message sent for this step finds it: one from before (of a deleted row whose
     id the database gave again) acts on nothing."""
-    newer = aliased(Step)
-    replaced = exists().where(newer.stage_id == Step.stage_id, newer.target == Step.target,
-                              newer.attempt > Step.attempt)
-    row = s.exec(select(Step.id, Step.state, Step.attempt, Step.target, Step.operation,
-                        Step.target_state, Step.expected_seconds, Step.stage_id, Step.worker,
-                        Step.started_at,
-                        Stage.state.label("stage_state"), Stage.group_id,
-                        Stage.workflow_id, Workflow.state.label("workflow_state"),
-                        Workflow.lock_token, Workflow.callback_task_id, Workflow.run_id,
-                        replaced.label("replaced"))
-                 .join(Stage, Step.stage_id == Stage.id)
-                 .join(Workflow, Stage.workflow_id == Workflow.id)
-                 .where(Step.id == step_id, Step.task_id == task_id)).first()
+    row = s.exec(_step_row_statement(),
+                 params={"step_id": step_id, "task_id": task_id}).first()
     if row is None:
         raise StepFailed(f"step {step_id} does not exist, or is not the one task {task_id} "
                          "was sent for")
@@ -318,26 +328,45 @@ def _end_row(s, step_id: int, task_id: str):
                   .where(Step.id == step_id, Step.task_id == task_id)).first()
 
 
+@cache
+def _end_statement():
+    # One conditional UPDATE: a step already ended (delivered twice, aborted), or a message
+    # not sent for it, is left as it is.
+    return _changes(
+        update(Step).where(Step.id == bindparam("step"), Step.task_id == bindparam("task"),
+                           Step.state.not_in(ENDED_STEP_STATES))
+        .values(state=bindparam("end_state"), error=bindparam("end_error"),
+                finished_at=bindparam("now"), started_at=bindparam("began"),
+                duration=bindparam("took"), confirmed_state=bindparam("confirmed"),
+                note=bindparam("end_note")))
+
+
+@cache
+def _seen_statement(running: bool):
+    # What a server confirmed is its state now (and, RUNNING, when it was last seen so).
+    seen = dict(state=bindparam("confirmed"), transition=0, online=True,
+                last_seen_at=bindparam("now"), last_error=None)
+    if running:
+        seen["running_seen_at"] = bindparam("now")
+    return _changes(update(ECCServer).where(ECCServer.name == bindparam("server"))
+                    .values(**seen))
+
+
 def _record_end(s, step_id: int, task_id: str, target: str, started_at: datetime | None,
                 error: str | None = None, ecc_state: int | None = None,
                 note: str | None = None) -> None:
-    # One conditional UPDATE: a step already ended (delivered twice, aborted), or a message
-    # not sent for it, leaves it as it is, and then its server too.
+    # The step's end, then (if it was this message's to record) its server's state.
     now = utcnow()
     started_at = started_at or now
-    ended = s.exec(_changes(
-        update(Step).where(Step.id == step_id, Step.task_id == task_id,
-                           Step.state.not_in(ENDED_STEP_STATES))
-        .values(state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
-                error=error[:4000] if error else None, finished_at=now, started_at=started_at,
-                duration=(now - started_at).total_seconds(), confirmed_state=ecc_state,
-                note=note[:500] if note else None)))
-    if ended.rowcount and ecc_state is not None:  # what the server confirmed is its state now
-        seen = dict(state=ecc_state, transition=0, online=True, last_seen_at=now,
-                    last_error=None)
-        if ecc_state == EccState.RUNNING:
-            seen["running_seen_at"] = now
-        s.exec(_changes(update(ECCServer).where(ECCServer.name == target).values(**seen)))
+    ended = s.exec(_end_statement(), params=dict(
+        step=step_id, task=task_id,
+        end_state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
+        end_error=error[:4000] if error else None, now=now, began=started_at,
+        took=(now - started_at).total_seconds(), confirmed=ecc_state,
+        end_note=note[:500] if note else None))
+    if ended.rowcount and ecc_state is not None:
+        s.exec(_seen_statement(ecc_state == EccState.RUNNING),
+               params=dict(confirmed=ecc_state, now=now, server=target))
 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
