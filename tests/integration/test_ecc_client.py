@@ -97,14 +97,15 @@ def test_a_server_that_stops_answering_mid_transition_fails_before_its_deadline(
     sim.set_state("ecc-cobo1", EccState.IDLE)
     injected = []
 
-    def stop_answering(elapsed, expected):  # called once the server took the Describe on
+    # Told to expect 0.05 s, the first poll finds the Describe (0.2 s here) under way.
+    def stop_answering(elapsed, expected):  # called once a poll found it under way
         if not injected:
             sim.fault("ecc-cobo1", **fault)
             injected.append(time.monotonic())
 
     with pytest.raises(EccError) as info:
         drive_transition(client(sim, 1, read_timeout=0.5), "Describe", EccState.DESCRIBED,
-                         CONFIG, links(1), 30.0, 0.2, on_progress=stop_answering)
+                         CONFIG, links(1), 30.0, 0.05, on_progress=stop_answering)
     failed_after = time.monotonic() - injected[0]
     assert within[0] <= failed_after < within[1], f"{kind}: failed after {failed_after:.2f} s"
     assert re.search(message, str(info.value)) and "ecc-cobo1" in str(info.value)

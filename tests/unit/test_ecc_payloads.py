@@ -66,20 +66,31 @@ class FakeClient:
         self.sent.append(operation)
 
 
-def _drive(client, deadline=5.0):
+def _drive(client, deadline=5.0, on_progress=None):
     now = [0.0]
 
     def sleep(seconds):
         now[0] += seconds
 
     return drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [],
-                     deadline, 1.0, clock=lambda: now[0], sleep=sleep)
+                     deadline, 1.0, clock=lambda: now[0], sleep=sleep, on_progress=on_progress)
 
 
 def test_drive_sends_once_and_waits_for_confirmation():
     client = FakeClient([(3, 0), (3, 4), (3, 4), (4, 0)])
     assert _drive(client) is True
     assert client.sent == ["Configure"]
+
+
+def test_progress_is_reported_after_each_poll_that_finds_the_transition_under_way_only():
+    reported = []
+    slow = FakeClient([(3, 0), (3, 4), (3, 4), (4, 0)])
+    assert _drive(slow, on_progress=lambda elapsed, expected: reported.append(elapsed))
+    assert reported == [1.0, 1.05]  # at the expected end (1 s), then expected / 20 later
+    reported.clear()
+    on_time = FakeClient([(3, 0), (4, 0)])  # seen done at its first poll: nothing to report
+    assert _drive(on_time, on_progress=lambda elapsed, expected: reported.append(elapsed))
+    assert reported == []
 
 
 def test_drive_is_idempotent_when_already_there_or_on_the_way():

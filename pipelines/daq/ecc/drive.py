@@ -35,6 +35,9 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
     GetState polled until ``Transition == 0`` and ``State == target``. Returns
     True when the operation was sent. Raises EccError on any failure, including
     the deadline (enforced here: thread pools ignore Celery's soft time limits).
+    ``on_progress(elapsed, expected)`` is called after each poll that finds the
+    transition still under way (it may raise to let go): one seen done at its first
+    poll costs nothing more.
     """
     clock, sleep = clock or time.monotonic, sleep or time.sleep
     report = client.get_state()
@@ -49,8 +52,6 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
     started = clock()
     while True:
         elapsed = clock() - started
-        if on_progress:
-            on_progress(elapsed, expected_seconds)
         if elapsed >= deadline_seconds:
             # The last word before failing: a worker paused past the deadline (a long GC,
             # a loaded host) may have missed the confirmation, not the server its work.
@@ -69,3 +70,5 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
             raise EccError(client.name, operation,
                            f"transition ended in state {state_name(report.state)}, "
                            f"not {target.name}")
+        if on_progress:
+            on_progress(clock() - started, expected_seconds)
