@@ -182,12 +182,20 @@ def _mark_lost(running: list, report: WorkerReport, lost_after: float,
         # Its worker answered without it (or none is known): the task is gone from it.
         return lost_after if worker is None or worker in report.answered else gone_after
 
-    lost = [step_id for step_id, task_id, worker in running
-            if task_id in missing and missing[task_id] >= bound(worker)]
-    if lost:
-        with session() as s:
-            s.exec(update(Step).where(Step.id.in_(lost), Step.state == StepState.RUNNING.value)
-                   .values(state=StepState.LOST.value, error=LOST_ERROR, finished_at=utcnow()))
+    missing_long = [(step_id, task_id) for step_id, task_id, worker in running
+                    if task_id in missing and missing[task_id] >= bound(worker)]
+    lost = []
+    with session() as s:
+        for step_id, task_id in missing_long:
+            # Only while the step still runs the task found missing: a round that read the
+            # steps before a replay, or before the database gave their ids to new rows
+            # (a round held up past its time), touches nothing else.
+            marked = s.exec(update(Step).where(Step.id == step_id, Step.task_id == task_id,
+                                               Step.state == StepState.RUNNING.value)
+                            .values(state=StepState.LOST.value, error=LOST_ERROR,
+                                    finished_at=utcnow()))
+            if marked.rowcount:
+                lost.append(step_id)
     return lost
 
 
