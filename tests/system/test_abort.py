@@ -16,7 +16,7 @@ from pipelines.daq.ecc.states import EccState
 from pipelines.orchestration.app import app
 from pipelines.runcontrol import accounts, lock, tasks
 from tests.support import ROOT
-from tests.support.daq import clean_staging, set_all, steps_of, wait_workflow
+from tests.support.daq import clean_staging, cobo_steps, set_all, steps_of, wait_workflow
 from tests.support.processes import wait_for
 from tests.support.web import account, web_app
 
@@ -35,7 +35,7 @@ def hung_start(sim, client, token) -> int:
     workflow_id = started.get_json()["workflow_id"]
 
     def others_running():
-        steps = [steps_of(workflow_id, f"ecc-cobo{i}")[-1] for i in range(8)]
+        steps = cobo_steps(workflow_id)
         return all(st.state == "succeeded" for st in steps if st.target != "ecc-cobo3") and \
             steps[3].state == "running"
 

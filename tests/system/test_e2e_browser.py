@@ -35,6 +35,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 TIMEOUT_MS = 30_000
+# A transition of the demos' simulated sources, where nothing is watched mid-way.
+QUICK_SECONDS = 0.2
 # A second config, which the simulated servers offer beside "cfg".
 BEAM_CONFIG = ('\n[[configs]]\nname = "beam"\ndescribe = "beam"\nprepare = "beam"\n'
                'configure = "beam"\n')
@@ -57,22 +59,22 @@ asked_at = "stop"
 def demo(tmp_path):
     """`daqflow up --demo` on free ports (its own SQLite, Redis and simulator) with nine
     quick sources (0.2 s a transition; the test slows the start it watches); stopped by PID."""
-    yield from _up_demo(tmp_path, sources=9, seconds_per_source=0.2)
+    yield from _up_demo(tmp_path, sources=9)
 
 
 @pytest.fixture
 def quick_demo(tmp_path):
     """The same with three sources, where nothing is watched mid-way."""
-    yield from _up_demo(tmp_path, sources=3, seconds_per_source=0.2)
+    yield from _up_demo(tmp_path, sources=3)
 
 
-def _up_demo(tmp_path, sources: int, seconds_per_source: float):
+def _up_demo(tmp_path, sources: int):
     from pipelines.cli.supervisor import free_ports, wait_for_port
 
     sim_port, web_port = free_ports(2)
     topology = tmp_path / "topology.toml"
     topology.write_text(simulated_topology([sim_port] * sources,
-                                           seconds_per_source=seconds_per_source,
+                                           seconds_per_source=QUICK_SECONDS,
                                            transition_timeout=30, experiment="e2e",
                                            staging_root=tmp_path / "staging") + RUN_FIELDS
                         + BEAM_CONFIG)
@@ -219,7 +221,7 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     expect(page.locator("#current-run")).to_contain_text("run 0: e2e <b>cosmics</b> (TEST)")
     assert source_bars(page) == [100] * 9
     expect(page.locator("#workflow-state")).to_have_text("succeeded")
-    simulator_set(demo["sim"], seconds_per_source=0.2)
+    simulator_set(demo["sim"], seconds_per_source=QUICK_SECONDS)
 
     page.get_by_label("Note").fill("quiet run")
     page.get_by_label("beam on target").select_option("yes")

@@ -18,6 +18,7 @@ from pipelines.topology import loading, schema
 from tests.support import ROOT
 from tests.support.daq import (
     clear_workflow_records,
+    cobo_steps,
     row_counts,
     set_all,
     steps_of,
@@ -40,11 +41,11 @@ def test_describe_prepare_configure_then_start_and_stop_a_run(running_daq):
         assert len(sent) == 9 and (sent[0] if mutant_first else sent[-1]) == "ecc-mutant", sent
         # The first group's servers confirmed their state before the second group was sent.
         mutant_step = steps_of(workflow_id, "ecc-mutant")[-1]
-        cobo_steps = [steps_of(workflow_id, f"ecc-cobo{i}")[-1] for i in range(8)]
+        cobos = cobo_steps(workflow_id)
         if mutant_first:
-            assert mutant_step.finished_at <= min(st.started_at for st in cobo_steps)
+            assert mutant_step.finished_at <= min(st.started_at for st in cobos)
         else:
-            assert max(st.finished_at for st in cobo_steps) <= mutant_step.started_at
+            assert max(st.finished_at for st in cobos) <= mutant_step.started_at
     assert set(s["state"] for s in sim.states().values()) == {EccState.READY}
 
     sim.reset()  # a clean request log for the start
