@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from pathlib import Path
 GROUPS = [
     ("database (SQLAlchemy, SQLite)", ("/sqlalchemy/", "/sqlmodel/", "/sqlite3/", "/psycopg")),
     ("SOAP (zeep, lxml)", ("/zeep/", "/lxml/")),
-    ("HTTP (requests, urllib3, http.client)", ("/requests/", "/urllib3/", "/http/client.py")),
+    ("HTTP (http.client, requests, urllib3)", ("/requests/", "/urllib3/", "/http/client.py")),
     ("Redis client", ("/redis/",)),
     ("Celery, kombu", ("/celery/", "/kombu/", "/vine/", "/billiard/")),
     ("HTTP server (simulator, web)", ("/http/server.py", "/socketserver.py", "/werkzeug/",
@@ -40,7 +41,8 @@ def group_of(stack: str) -> str:
 
 def py_spy() -> str:
     """The py-spy executable; RuntimeError (with how to install it) when there is none."""
-    spy = shutil.which("py-spy")
+    # Beside this Python too: a venv's scripts are not on PATH unless it is activated.
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise RuntimeError("py-spy is not installed: pip install '.[bench]'")
     return spy

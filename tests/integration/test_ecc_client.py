@@ -183,3 +183,61 @@ def test_client_talks_to_the_simulator_through_a_deployment_wsdl(tmp_path, sim, 
     client.transition("Describe", ConfigId("cfg", "cfg", "cfg"),
                       [DataLink("CoBo[0]", "router-0", "127.0.0.1", 46005)])
     assert [e["operation"] for e in sim.log()] == ["Describe"]
+
+
+@pytest.fixture
+def one_server(tmp_path):
+    """One simulated ECC server on its own listener, whose handler counts connections and
+    can close each one after its answer without saying so (as a server restarted between
+    two polls, or one with a short keep-alive, does)."""
+    import threading
+
+    from pipelines.cli.supervisor import free_port
+    from pipelines.simulator.ecc import Simulator
+    from pipelines.simulator.http import Listener, handler_for
+
+    port = free_port()
+    text = (f'[experiment]\nname = "t"\n[[configs]]\nname = "cfg"\ndescribe = "cfg"\n'
+            f'prepare = "cfg"\nconfigure = "cfg"\n'
+            f'[[ecc_servers]]\nname = "ecc-cobo0"\nurl = "http://127.0.0.1:{port}/"\n'
+            f'sources = ["CoBo[0]"]\n')
+    sim = Simulator(schema.parse(text))
+    seen = {"connections": 0, "closed": threading.Semaphore(0), "close_after_answer": False}
+
+    class Counting(handler_for(sim, ("127.0.0.1", port))):
+        def setup(self):
+            seen["connections"] += 1
+            super().setup()
+
+        def do_POST(self):
+            super().do_POST()
+            self.close_connection = seen["close_after_answer"]
+
+        def finish(self):
+            super().finish()
+            seen["closed"].release()
+
+    listener = Listener(("127.0.0.1", port), Counting)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}/", seen
+    listener.shutdown()
+    listener.server_close()
+
+
+def test_polls_reuse_one_kept_alive_connection(one_server):
+    url, seen = one_server
+    c = EccClient("ecc-cobo0", url)
+    for _ in range(5):
+        assert c.get_state().state == EccState.IDLE
+    assert seen["connections"] == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used_again(one_server):
+    url, seen = one_server
+    seen["close_after_answer"] = True
+    c = EccClient("ecc-cobo0", url)
+    for _ in range(3):
+        assert c.get_state().state == EccState.IDLE
+        # The server has closed the connection it answered on, the client was not told.
+        assert seen["closed"].acquire(timeout=5)
+    assert c.get_state().state == EccState.IDLE and seen["connections"] == 4

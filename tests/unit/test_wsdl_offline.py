@@ -3,6 +3,7 @@ import pytest
 from lxml import etree
 
 from pipelines.daq.ecc import client as ecc_client
+from pipelines.daq.ecc.transport import LOCAL_SCHEMAS
 from tests.support.wsdl import gsoap_style_wsdl
 
 
@@ -29,7 +30,7 @@ def test_requests_are_the_same_and_valid_against_the_gsoap_schema(tmp_path, no_n
     assert etree.tostring(ours) == etree.tostring(theirs)
     schema_node = etree.parse(wsdl).find(".//{http://www.w3.org/2001/XMLSchema}schema")
     for imp in schema_node.findall("{http://www.w3.org/2001/XMLSchema}import"):
-        imp.set("schemaLocation", ecc_client.LOCAL_SCHEMAS[imp.get("namespace")].as_uri())
+        imp.set("schemaLocation", LOCAL_SCHEMAS[imp.get("namespace")].as_uri())
     schema = etree.XMLSchema(etree.fromstring(etree.tostring(schema_node)))
     schema.assertValid(etree.fromstring(etree.tostring(theirs)))
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
-from urllib.parse import urlparse
 
 from lxml import etree
 
@@ -23,8 +21,8 @@ from pipelines.daq.ecc.payloads import (
     parse_config_ids,
 )
 from pipelines.daq.ecc.states import Operation
+from pipelines.daq.ecc.transport import WSDL_DIR, ClosedNetworkTransport, WireError
 
-WSDL_DIR = Path(__file__).parent / "wsdl"
 DEFAULT_WSDL = WSDL_DIR / "ecc.wsdl"
 BINDING = "{urn:ecc}ecc"
 
@@ -50,40 +48,6 @@ class StateReport:
         return self.transition == 0
 
 
-# Schemas that ECC WSDLs import by URL, answered from disk: DAQ networks are closed.
-LOCAL_SCHEMAS = {
-    "http://schemas.xmlsoap.org/soap/encoding/": WSDL_DIR / "soap-encoding.xsd",
-}
-
-
-def _closed_network_transport(connect_timeout: float, read_timeout: float):
-    """A zeep transport that loads WSDL and schemas only from disk."""
-    from requests.adapters import HTTPAdapter
-    from zeep.transports import Transport
-
-    class ClosedNetworkTransport(Transport):
-        def load(self, url):
-            local = LOCAL_SCHEMAS.get(url) or LOCAL_SCHEMAS.get(url.rstrip("/") + "/")
-            if local is not None:
-                return local.read_bytes()
-            if urlparse(url).scheme in ("http", "https"):
-                raise OSError(
-                    f"the WSDL refers to {url}, and daqflow does not fetch schemas over "
-                    "the network (DAQ networks are closed); add it to "
-                    "pipelines.daq.ecc.client.LOCAL_SCHEMAS"
-                )
-            return super().load(url)
-
-    # Operations get a (connect, read) timeout; requests takes the pair as is.
-    transport = ClosedNetworkTransport(operation_timeout=(connect_timeout, read_timeout))
-    # One connection per ECC server is enough; keep it alive between polls.
-    transport.session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=4))
-    # ECC servers sit on the DAQ network: no proxy or .netrc applies, and looking them up
-    # in the environment on every call cost a third of a GetState's CPU time.
-    transport.session.trust_env = False
-    return transport
-
-
 def wsdl_path() -> str:
     """The WSDL in use: ``DAQFLOW_ECC_WSDL`` if set, else the one daqflow ships."""
     return str(settings.ECC_WSDL.get() or DEFAULT_WSDL)
@@ -105,7 +69,7 @@ def load_wsdl(path: str | None = None):
     path = path or wsdl_path()
     with _clients_lock:
         if path not in _documents:
-            _documents[path] = Document(path, _closed_network_transport(*_timeouts()))
+            _documents[path] = Document(path, ClosedNetworkTransport(*_timeouts()))
         return _documents[path]
 
 
@@ -118,28 +82,20 @@ class EccClient:
 
         default_connect, default_read = _timeouts()
         self.name, self.url = name, url
-        transport = _closed_network_transport(connect_timeout or default_connect,
-                                              read_timeout or default_read)
+        transport = ClosedNetworkTransport(connect_timeout or default_connect,
+                                           read_timeout or default_read)
         client = Client(load_wsdl(wsdl), transport=transport,
                         settings=Settings(strict=True, xml_huge_tree=False))
         self._zeep = client
         self._service = client.create_service(BINDING, url)
 
     def _call(self, operation: str, **kwargs):
-        import requests
         from zeep.exceptions import Error as ZeepError
 
         try:
             response = getattr(self._service, operation)(**kwargs)
-        except requests.exceptions.ConnectTimeout:
-            raise EccError(self.name, operation, f"no connection to {self.url} (timed out)") from None
-        except requests.exceptions.ReadTimeout:
-            raise EccError(self.name, operation, f"no answer from {self.url} in time") from None
-        except requests.exceptions.ConnectionError as exc:
-            reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
-            raise EccError(self.name, operation, f"{reason} at {self.url}") from None
-        except requests.exceptions.RequestException as exc:
-            raise EccError(self.name, operation, f"HTTP error: {exc}") from None
+        except WireError as exc:
+            raise EccError(self.name, operation, str(exc)) from None
         except ZeepError as exc:
             raise EccError(self.name, operation, f"SOAP error: {exc}") from None
         except etree.XMLSyntaxError as exc:

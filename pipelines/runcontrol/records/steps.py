@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import select, update
 
 from models import session
+from models.db import transaction
 from models.columns import utcnow
 from models.daq import DaqNode, DataRouter, DataSource, ECCServer, Experiment, Run, RunFiles
 from models.vocabulary import (
@@ -63,10 +64,10 @@ class _Server:
     links: list[DataLink]
 
 
-def _servers(s) -> dict[str, _Server]:
+def _servers(c) -> dict[str, _Server]:
     """Every ECC server with the data links of its sources, in one query of plain columns
     (three ORM objects a source were a tenth of a 1024-source start's CPU)."""
-    rows = s.exec(
+    rows = c.execute(
         select(ECCServer.name, ECCServer.url, ECCServer.transition_timeout,
                ECCServer.expected_seconds, DataSource.name.label("source"),
                DataRouter.name.label("router"), DataRouter.ip_address, DataRouter.port,
@@ -107,15 +108,14 @@ def _step_row_statement():
             .where(Step.id == bindparam("step_id"), Step.task_id == bindparam("task_id")))
 
 
-def _step_row(s, step_id: int, task_id: str):
+def _step_row(c, step_id: int, task_id: str):
     """What beginning a step reads of it, its stage and workflow, in one query: plain
     columns, no ORM objects (building three of them for each of N steps was a fifth of a
     start's CPU), not the workflow's params, and whether a replay made a newer attempt.
 
     Only the message sent for this step finds it: one from before (of a deleted row whose
     id the database gave again) acts on nothing."""
-    row = s.exec(_step_row_statement(),
-                 params={"step_id": step_id, "task_id": task_id}).first()
+    row = c.execute(_step_row_statement(), {"step_id": step_id, "task_id": task_id}).first()
     if row is None:
         raise StepFailed(f"step {step_id} does not exist, or is not the one task {task_id} "
                          "was sent for")
@@ -163,11 +163,11 @@ def _remembered(row, what: str, read):
         return facts[what]
 
 
-def config_of(s, row) -> dict:
+def config_of(c, row) -> dict:
     """The config a step's workflow sends its server: chosen for it, or the active one, as
-    planned."""
-    params = _remembered(row, "params", lambda: s.exec(
-        select(Workflow.params).where(Workflow.id == row.workflow_id)).one())
+    planned (``c``: a connection)."""
+    params = _remembered(row, "params", lambda: c.execute(
+        select(Workflow.params).where(Workflow.id == row.workflow_id)).scalar_one())
     return (params.get("configs") or {}).get(row.target) or params.get("config") or {}
 
 
@@ -178,13 +178,13 @@ def begin_transition(step_id: int, task_id: str, worker: str | None = None,
 
     ``group_id`` is the Celery group the task ran in; the stage keeps the real one.
     """
-    with session() as s:
-        row = _step_row(s, step_id, task_id)
+    with transaction() as c:
+        row = _step_row(c, step_id, task_id)
         _refuse_ended(row)
-        server = _remembered(row, "servers", lambda: _servers(s)).get(row.target)
+        server = _remembered(row, "servers", lambda: _servers(c)).get(row.target)
         if server is None:
             raise StepFailed(f"ECC server {row.target} is not in the topology any more")
-        config = config_of(s, row)
+        config = config_of(c, row)
         began_at = row.started_at or utcnow()
         order = TransitionOrder(
             server=row.target, url=server.url, abort_key=row.lock_token,
@@ -196,42 +196,36 @@ def begin_transition(step_id: int, task_id: str, worker: str | None = None,
             expected_seconds=row.expected_seconds or server.expected_seconds,
             began_at=began_at,
         )
-        _mark_running(s, row, worker, group_id, began_at)
+        _mark_running(c, row, worker, group_id, began_at)
     return order
-
-
-def _changes(statement):
-    # Plain UPDATEs: nothing of these rows is in the session to synchronize.
-    return statement.execution_options(synchronize_session=False)
 
 
 @cache
 def _begin_statement():
-    return _changes(update(Step)
-                    .where(Step.id == bindparam("step"), Step.state == StepState.PENDING.value)
-                    .values(state=StepState.RUNNING.value, started_at=bindparam("began"),
-                            worker=bindparam("by")))
+    return (update(Step)
+            .where(Step.id == bindparam("step"), Step.state == StepState.PENDING.value)
+            .values(state=StepState.RUNNING.value, started_at=bindparam("began"),
+                    worker=bindparam("by")))
 
 
-def _mark_running(s, row, worker: str | None, group_id: str | None,
+def _mark_running(c, row, worker: str | None, group_id: str | None,
                   began_at: datetime | None = None) -> None:
     # Conditional UPDATEs: a redelivered step keeps when it began (and names the worker
     # that has it now), and only the first steps of a stage find it (and their workflow)
     # still pending.
     pending, running = WorkflowState.PENDING.value, WorkflowState.RUNNING.value
     if row.state == StepState.PENDING.value:
-        s.exec(_begin_statement(),
-               params=dict(step=row.id, began=began_at or utcnow(), by=worker))
+        c.execute(_begin_statement(), dict(step=row.id, began=began_at or utcnow(), by=worker))
     elif row.worker != worker:
-        s.exec(_changes(update(Step).where(Step.id == row.id).values(worker=worker)))
+        c.execute(update(Step).where(Step.id == row.id).values(worker=worker))
     if group_id and row.group_id != group_id:
-        s.exec(_changes(update(Stage).where(Stage.id == row.stage_id).values(group_id=group_id)))
+        c.execute(update(Stage).where(Stage.id == row.stage_id).values(group_id=group_id))
     if row.stage_state == pending:
-        s.exec(_changes(update(Stage).where(Stage.id == row.stage_id, Stage.state == pending)
-                        .values(state=running)))
+        c.execute(update(Stage).where(Stage.id == row.stage_id, Stage.state == pending)
+                  .values(state=running))
     if row.workflow_state == pending:
-        s.exec(_changes(update(Workflow).where(Workflow.id == row.workflow_id,
-                                               Workflow.state == pending).values(state=running)))
+        c.execute(update(Workflow).where(Workflow.id == row.workflow_id,
+                                         Workflow.state == pending).values(state=running))
 
 
 @dataclass(frozen=True)
@@ -253,7 +247,7 @@ def begin_files_step(step_id: int, task_id: str, worker: str | None = None,
     """Mark an organize or backup step running on ``worker`` and return what it takes
     (as ``begin_transition``)."""
     with session() as s:
-        row = _step_row(s, step_id, task_id)
+        row = _step_row(s.connection(), step_id, task_id)
         _refuse_ended(row)
         run = s.get(Run, row.run_id) if row.run_id else None
         if run is None:
@@ -275,10 +269,10 @@ def begin_files_step(step_id: int, task_id: str, worker: str | None = None,
             source_dir=owner.staging_dir if kind == FilesKind.DATA else owner.config_dir,
             backup_root=None if kind == FilesKind.DATA else owner.backup_dir,
             experiment=experiment.name, run_number=run.number,
-            config_files=config_files(config_of(s, row))
+            config_files=config_files(config_of(s.connection(), row))
             if kind == FilesKind.CONFIGS else [],
         )
-        _mark_running(s, row, worker, group_id)
+        _mark_running(s.connection(), row, worker, group_id)
     return order
 
 
@@ -308,7 +302,7 @@ def finish_files_step(step_id: int, task_id: str, order: FilesOrder, moved: Move
             router = s.exec(select(DataRouter).where(DataRouter.name == order.target)).first()
             if router is not None:
                 router.graw_files, router.checked_at = 0, utcnow()
-        _record_end(s, step_id, task_id, row.target, row.started_at)
+        _record_end(s.connection(), step_id, task_id, row.target, row.started_at)
 
 
 def finish_step(step_id: int, task_id: str, error: str | None = None,
@@ -320,15 +314,16 @@ def finish_step(step_id: int, task_id: str, error: str | None = None,
         row = _end_row(s, step_id, task_id)
         if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
-        _record_end(s, step_id, task_id, row.target, row.started_at, error, ecc_state, note)
+        _record_end(s.connection(), step_id, task_id, row.target, row.started_at, error,
+                    ecc_state, note)
 
 
 def finish_transition(step_id: int, task_id: str, order: TransitionOrder, ecc_state: int,
                       note: str | None = None) -> None:
     """Record that the step task ``task_id`` was sent for confirmed ``ecc_state`` (as
     ``finish_step``), from what its order already knows: nothing is read first."""
-    with session() as s:
-        _record_end(s, step_id, task_id, order.server, order.began_at, None, ecc_state, note)
+    with transaction() as c:
+        _record_end(c, step_id, task_id, order.server, order.began_at, None, ecc_state, note)
 
 
 def _end_row(s, step_id: int, task_id: str):
@@ -344,13 +339,13 @@ def _end_row(s, step_id: int, task_id: str):
 def _end_statement():
     # One conditional UPDATE: a step already ended (delivered twice, aborted), or a message
     # not sent for it, is left as it is.
-    return _changes(
-        update(Step).where(Step.id == bindparam("step"), Step.task_id == bindparam("task"),
-                           Step.state.not_in(ENDED_STEP_STATES))
-        .values(state=bindparam("end_state"), error=bindparam("end_error"),
-                finished_at=bindparam("now"), started_at=bindparam("began"),
-                duration=bindparam("took"), confirmed_state=bindparam("confirmed"),
-                note=bindparam("end_note")))
+    return (update(Step)
+            .where(Step.id == bindparam("step"), Step.task_id == bindparam("task"),
+                   Step.state.not_in(ENDED_STEP_STATES))
+            .values(state=bindparam("end_state"), error=bindparam("end_error"),
+                    finished_at=bindparam("now"), started_at=bindparam("began"),
+                    duration=bindparam("took"), confirmed_state=bindparam("confirmed"),
+                    note=bindparam("end_note")))
 
 
 @cache
@@ -360,25 +355,24 @@ def _seen_statement(running: bool):
                 last_seen_at=bindparam("now"), last_error=None)
     if running:
         seen["running_seen_at"] = bindparam("now")
-    return _changes(update(ECCServer).where(ECCServer.name == bindparam("server"))
-                    .values(**seen))
+    return update(ECCServer).where(ECCServer.name == bindparam("server")).values(**seen)
 
 
-def _record_end(s, step_id: int, task_id: str, target: str, started_at: datetime | None,
+def _record_end(c, step_id: int, task_id: str, target: str, started_at: datetime | None,
                 error: str | None = None, ecc_state: int | None = None,
                 note: str | None = None) -> None:
     # The step's end, then (if it was this message's to record) its server's state.
     now = utcnow()
     started_at = started_at or now
-    ended = s.exec(_end_statement(), params=dict(
+    ended = c.execute(_end_statement(), dict(
         step=step_id, task=task_id,
         end_state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
         end_error=error[:4000] if error else None, now=now, began=started_at,
         took=(now - started_at).total_seconds(), confirmed=ecc_state,
         end_note=note[:500] if note else None))
     if ended.rowcount and ecc_state is not None:
-        s.exec(_seen_statement(ecc_state == EccState.RUNNING),
-               params=dict(confirmed=ecc_state, now=now, server=target))
+        c.execute(_seen_statement(ecc_state == EccState.RUNNING),
+                  dict(confirmed=ecc_state, now=now, server=target))
 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
