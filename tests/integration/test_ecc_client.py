@@ -152,21 +152,29 @@ def test_clients_are_reused_per_server_and_built_lazily(sim):
     assert client_for("ecc-cobo0", url) is not client_for("ecc-cobo1", url)
 
 
+def one_server_topology(port: int, name: str, sources: list[str], extra: str = ""):
+    """A topology of one ECC server on ``port`` serving ``sources``, for a simulator of
+    the test's own."""
+    listed = ", ".join(f'"{source}"' for source in sources)
+    return schema.parse(
+        f'[experiment]\nname = "t"\n[[configs]]\nname = "cfg"\ndescribe = "cfg"\n'
+        f'prepare = "cfg"\nconfigure = "cfg"\n{extra}'
+        f'[[ecc_servers]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/"\n'
+        f'sources = [{listed}]\n')
+
+
 def test_a_shared_server_works_through_its_sources_in_series(tmp_path):
     from pipelines.cli.supervisor import free_port
     from pipelines.simulator.ecc import Simulator
 
     port = free_port()
-    text = (f'[experiment]\nname = "t"\n[[configs]]\nname = "cfg"\ndescribe = "cfg"\n'
-            f'prepare = "cfg"\nconfigure = "cfg"\n[simulator]\nseconds_per_source = 0.15\n'
-            f'[[ecc_servers]]\nname = "ecc-mutant"\nurl = "http://127.0.0.1:{port}/"\n'
-            f'sources = ["CoBo[0]", "CoBo[1]", "Mutant[master]"]\n')
-    sim = Simulator(schema.parse(text))
+    sources = ["CoBo[0]", "CoBo[1]", "Mutant[master]"]
+    sim = Simulator(one_server_topology(port, "ecc-mutant", sources,
+                                        "[simulator]\nseconds_per_source = 0.15\n"))
     sim.serve()
     try:
         c = EccClient("ecc-mutant", f"http://127.0.0.1:{port}/")
-        shared_links = [DataLink(name, "r", "127.0.0.1", 46005)
-                        for name in ("CoBo[0]", "CoBo[1]", "Mutant[master]")]
+        shared_links = [DataLink(name, "r", "127.0.0.1", 46005) for name in sources]
         started = time.monotonic()
         assert drive_transition(c, "Describe", EccState.DESCRIBED, CONFIG, shared_links, 5.0, 0.45)
         assert time.monotonic() - started >= 0.45  # 3 sources x 0.15 s, one after another
@@ -197,11 +205,7 @@ def one_server(tmp_path):
     from pipelines.simulator.http import Listener, handler_for
 
     port = free_port()
-    text = (f'[experiment]\nname = "t"\n[[configs]]\nname = "cfg"\ndescribe = "cfg"\n'
-            f'prepare = "cfg"\nconfigure = "cfg"\n'
-            f'[[ecc_servers]]\nname = "ecc-cobo0"\nurl = "http://127.0.0.1:{port}/"\n'
-            f'sources = ["CoBo[0]"]\n')
-    sim = Simulator(schema.parse(text))
+    sim = Simulator(one_server_topology(port, "ecc-cobo0", ["CoBo[0]"]))
     seen = {"connections": 0, "closed": threading.Semaphore(0), "close_after_answer": False}
 
     class Counting(handler_for(sim, ("127.0.0.1", port))):
