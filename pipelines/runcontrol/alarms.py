@@ -6,7 +6,7 @@ and sends one notification per alarm, and reminders while nobody acknowledges it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import or_, select
@@ -139,7 +139,8 @@ def conditions(s, now) -> list[Condition]:
 
 def evaluate() -> dict:
     """Raise alarms whose condition started to hold, clear those whose condition stopped;
-    returns the ids to notify (new ones, and reminders of unacknowledged ones)."""
+    returns the ids to notify (new ones, and reminders of unacknowledged ones), and when the
+    new ones were raised (``at``, ISO 8601), which their notifications carry."""
     now = utcnow()
     reminder = timedelta(minutes=settings.ALARM_REMINDER_MINUTES.get())
     with session() as s:
@@ -165,7 +166,7 @@ def evaluate() -> dict:
                 raised.append(alarm.id)
         except IntegrityError:
             continue  # another beat tick raised it a moment ago: raised once
-    return {"raised": raised, "remind": remind}
+    return {"raised": raised, "remind": remind, "at": now.isoformat()}
 
 
 def act(alarm_ids: list[int]) -> list[int]:
@@ -246,15 +247,22 @@ def recipients(kind: str) -> list[str]:
     return list(dict.fromkeys(limits.email + limits.email_per_kind.get(kind, [])))
 
 
-def notify(alarm_id: int, reminder: bool = False) -> dict:
+def notify(alarm_id: int, reminder: bool = False, raised_at: str | None = None) -> dict:
     """Send one alarm's notification (email, webhook), or its reminder; idempotent: an
     alarm notified already (or reminded within the period) is not sent again. Records
-    a failure on the alarm, then raises NotifyError so the task tries again."""
+    a failure on the alarm, then raises NotifyError so the task tries again.
+
+    ``raised_at`` (ISO 8601) is when the alarm the message was sent for was raised: a
+    message that outlived its alarm (a retry still waiting when the alarm was deleted and
+    its id given again, as SQLite does) finds another alarm there, and sends nothing."""
     now = utcnow()
     with session() as s:
         alarm = s.get(Alarm, alarm_id)
         if alarm is None:
             return {"alarm": alarm_id, "sent": False, "why": "no such alarm"}
+        if raised_at is not None and alarm.raised_at != datetime.fromisoformat(raised_at):
+            return {"alarm": alarm_id, "sent": False,
+                    "why": f"not the alarm raised at {raised_at} this message was sent for"}
         period = timedelta(minutes=settings.ALARM_REMINDER_MINUTES.get())
         if not reminder and alarm.notified_at is not None:
             return {"alarm": alarm_id, "sent": False, "why": "notified already"}

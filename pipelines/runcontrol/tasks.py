@@ -238,9 +238,10 @@ NOTIFY_RETRY = dict(autoretry_for=(NotifyError, OperationalError), retry_backoff
 
 
 @app.task(name="daqflow.notify.alarm", **NOTIFY_RETRY)
-def notify_alarm(alarm_id: int, reminder: bool = False) -> dict:
-    """Email and post one alarm (or its reminder); never twice for the same occasion."""
-    return alarms.notify(alarm_id, reminder)
+def notify_alarm(alarm_id: int, reminder: bool = False, raised_at: str | None = None) -> dict:
+    """Email and post one alarm (or its reminder); never twice for the same occasion, never
+    for another alarm than the one raised at ``raised_at``."""
+    return alarms.notify(alarm_id, reminder, raised_at)
 
 
 @app.task(name="daqflow.watch.retention", **DB_RETRY)
@@ -254,7 +255,7 @@ def _alarm_tick() -> dict:
     outcome = alarms.evaluate()
     outcome["stops"] = alarms.act(outcome["raised"])
     for alarm_id in outcome["raised"]:
-        notify_alarm.delay(alarm_id)
+        notify_alarm.delay(alarm_id, False, outcome["at"])
     for alarm_id in outcome["remind"]:
         notify_alarm.delay(alarm_id, True)
     return outcome

@@ -139,6 +139,15 @@ def test_a_router_that_stops_writing_raises_one_alarm_mailed_posted_acknowledged
     wait_for(lambda: alarms_of("rate_low")[0].notified_at, timeout=10, message="notified_at")
     # A redelivered notification (a worker restarted mid-task) sends nothing again.
     assert tasks.notify_alarm.apply(args=[alarm.id]).get()["sent"] is False
+    # Nor does one sent for an earlier alarm whose id this one took (a retry that waited
+    # through the test before this one, which had deleted its alarm, did send it).
+    notified_at = alarms_of("rate_low")[0].notified_at
+    with models.session() as s:
+        s.get(Alarm, alarm.id).notified_at = None
+    earlier = (alarm.raised_at - timedelta(minutes=5)).isoformat()
+    assert tasks.notify_alarm.apply(args=[alarm.id, False, earlier]).get()["sent"] is False
+    with models.session() as s:
+        s.get(Alarm, alarm.id).notified_at = notified_at
     tasks.check_routers()
     assert len([m for m in mailbox.messages if "rate_low" in m[1]["Subject"]]) == 1
     assert len(posted) == 1
