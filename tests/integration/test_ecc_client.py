@@ -202,7 +202,7 @@ def one_server(tmp_path):
 
     from pipelines.cli.supervisor import free_port
     from pipelines.simulator.ecc import Simulator
-    from pipelines.simulator.http import Listener, handler_for
+    from pipelines.simulator.http import handler_for
 
     port = free_port()
     sim = Simulator(one_server_topology(port, "ecc-cobo0", ["CoBo[0]"]))
@@ -221,11 +221,23 @@ def one_server(tmp_path):
             super().finish()
             seen["closed"].release()
 
-    listener = Listener(("127.0.0.1", port), Counting)
-    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    listener = listen(port, Counting)
     yield f"http://127.0.0.1:{port}/", seen
     listener.shutdown()
     listener.server_close()
+
+
+def listen(port: int, handler, tls=None):
+    """Serve ``handler`` on ``port`` in a thread (over TLS with the ``tls`` context)."""
+    import threading
+
+    from pipelines.simulator.http import Listener
+
+    listener = Listener(("127.0.0.1", port), handler)
+    if tls is not None:
+        listener.socket = tls.wrap_socket(listener.socket, server_side=True)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    return listener
 
 
 def test_polls_reuse_one_kept_alive_connection(one_server):
@@ -245,3 +257,59 @@ def test_a_connection_the_server_closed_while_idle_is_not_used_again(one_server)
         # The server has closed the connection it answered on, the client was not told.
         assert seen["closed"].acquire(timeout=5)
     assert c.get_state().state == EccState.IDLE and seen["connections"] == 4
+
+
+def self_signed_certificate(folder):
+    """A certificate for 127.0.0.1 that signs itself, and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecc-cobo0")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=1))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName(
+                       [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                                  critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "ecc.pem", folder / "ecc.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_an_ecc_server_on_https_is_reached_only_with_a_certificate_the_host_trusts(
+        tmp_path, monkeypatch):
+    import ssl
+
+    from pipelines.cli.supervisor import free_port
+    from pipelines.simulator.ecc import Simulator
+    from pipelines.simulator.http import handler_for
+
+    cert, key = self_signed_certificate(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    port = free_port()
+    sim = Simulator(one_server_topology(port, "ecc-cobo0", ["CoBo[0]"]))
+    listener = listen(port, handler_for(sim, ("127.0.0.1", port)), tls)
+    url = f"https://127.0.0.1:{port}/"
+    try:
+        with pytest.raises(EccError, match="CERTIFICATE_VERIFY_FAILED"):
+            EccClient("ecc-cobo0", url).get_state()
+        # The host's trusted certificates (OpenSSL reads SSL_CERT_FILE) now include it.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert EccClient("ecc-cobo0", url).get_state().state == EccState.IDLE
+    finally:
+        listener.shutdown()
+        listener.server_close()
