@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,13 @@ def test_daqflow_up_demo_serves_the_page_from_an_empty_folder(installed, tmp_pat
         wait_for(login_page, timeout=90, interval=0.25, message="the demo's login page")
         assert (folder / "instance" / "daqflow.sqlite3").exists()  # the embedded default
         assert "demo operator: name 'operator'" in log_path.read_text()
+        # Its Python processes keep their memory in two malloc arenas (pipelines/cli/up.py);
+        # the private Redis has an allocator of its own.
+        pythons = [pid for pid in _children(up.pid)
+                   if b"redis-server" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(pythons) >= 4 and all(
+            b"MALLOC_ARENA_MAX=2" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            for pid in pythons)
     finally:
         up.send_signal(signal.SIGINT)  # Ctrl-C: `up` stops every process it started
         try:
@@ -84,3 +92,16 @@ def test_daqflow_up_demo_serves_the_page_from_an_empty_folder(installed, tmp_pat
             up.kill()
             raise
     assert code == 0, log_path.read_text()
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs of the processes ``pid`` started (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while being read
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
