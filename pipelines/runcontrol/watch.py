@@ -185,6 +185,8 @@ def _mark_lost(running: list, report: WorkerReport, lost_after: float,
     missing_long = [(step_id, task_id) for step_id, task_id, worker in running
                     if task_id in missing and missing[task_id] >= bound(worker)]
     lost = []
+    if not missing_long:
+        return lost
     with session() as s:
         for step_id, task_id in missing_long:
             # Only while the step still runs the task found missing: a round that read the

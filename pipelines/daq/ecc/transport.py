@@ -125,9 +125,9 @@ class ClosedNetworkTransport(Transport):
             raise WireError(f"connection refused at {address}") from None
         except OSError as exc:
             raise WireError(f"connection failed at {address} ({exc})") from None
-        # Connecting may take connect_timeout; an answer may take read_timeout.
+        # Connecting may take connect_timeout; an answer may take read_timeout. (Nagle is
+        # already off: http.client sets TCP_NODELAY when it connects.)
         connection.sock.settimeout(self.read_timeout)
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection
 
 
