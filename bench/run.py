@@ -71,7 +71,7 @@ def set_ready(daq: Daq) -> None:
 
     daq.sim("POST", "/_sim/set", {"server": "*", "state": int(EccState.READY)})
     with models.session() as s:
-        s.exec(update(ECCServer).values(state=int(EccState.READY), online=True))
+        s.exec(update(ECCServer).values(state=int(EccState.READY), transition=0, online=True))
         s.exec(update(Run).where(Run.stopped_at == None).values(stopped_at=utcnow()))  # noqa: E711
 
 

@@ -9,14 +9,58 @@ chord would register every member's result as "pending" (for a ``.get()`` that
 never comes) and keep it for the life of the process: hundreds of objects per
 workflow, the control workers' memory growing by megabytes per start/stop cycle.
 """
+from celery import states
 from celery.backends.redis import RedisBackend
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import RedisError
 
 from pipelines.orchestration.app import app
 
+# Write a task's result unless it already says SUCCESS: Celery's own guard against a
+# redelivered task undoing a success, checked and written in one round trip.
+_STORE_UNLESS_SUCCEEDED = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, meta = pcall(cjson.decode, current)
+  if ok and type(meta) == 'table' and meta['status'] == 'SUCCESS' then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
 
 class RunControlRedisBackend(RedisBackend):
-    """Results are stored and chords counted as usual; nobody subscribes."""
+    """Results are stored and chords counted as usual; nobody subscribes.
+
+    A result is stored in one round trip: Celery reads it first (GET) and then writes and
+    publishes it (SETEX and PUBLISH in a transaction), twice per step (started, then
+    done), on every one of hundreds of steps at once.
+    """
+
+    _store_script = None
+
+    def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback,
+                                     request=request)
+        meta["task_id"] = bytes_to_str(task_id)
+        value = self.encode(meta)
+        if isinstance(value, str) and len(value) > self._MAX_STR_VALUE_SIZE:
+            raise BackendStoreError("value too large for Redis backend", state=state,
+                                    task_id=task_id)
+        expires = self.failure_expires if state == states.FAILURE else self.expires
+        self.ensure(self._store_unless_succeeded,
+                    (self.get_key_for_task(task_id), value, expires or 0))
+        return result
+
+    def _store_unless_succeeded(self, key, value, expires) -> None:
+        if self._store_script is None:
+            self._store_script = self.client.register_script(_STORE_UNLESS_SUCCEEDED)
+        self._store_script(keys=[key], args=[value, int(expires)])
 
     def on_task_call(self, producer, task_id):
         pass

@@ -27,6 +27,7 @@ from pipelines.orchestration.app import app
 from pipelines.orchestration.results import failure_of
 from pipelines.runcontrol import abort, alarms, configs, health, plans, timed, watch
 from pipelines.runcontrol.errors import Aborted, StepFailed
+from pipelines.runcontrol.records import files_steps as files_records
 from pipelines.runcontrol.records import stages as stage_records
 from pipelines.runcontrol.records import steps as step_records
 from pipelines.runcontrol.records import workflows as workflow_records
@@ -97,6 +98,7 @@ def transition(self, step_id: int) -> dict:
                                               worker=self.request.hostname,
                                               group_id=self.request.group)
         client = client_for(order.server, order.url)
+        report = None
         if order.operation == Operation.STOP:
             # A run's source already below RUNNING (rebooted, powered off) has stopped:
             # sending Stop would only fail, and leave the run recorded as going for ever.
@@ -106,7 +108,8 @@ def transition(self, step_id: int) -> dict:
         try:
             sent = drive(client, order.operation, order.target, order.config, order.links,
                          order.deadline_seconds, order.expected_seconds,
-                         on_progress=_ProgressReporter(self, order.abort_key))
+                         on_progress=_ProgressReporter(self, order.abort_key),
+                         seen=report, recorded=order.recorded_state)
         except Aborted:
             _record_where_it_stopped(step_id, self.request.id, client)
             raise
@@ -132,7 +135,7 @@ def _record_where_it_stopped(step_id: int, task_id: str, client) -> None:
 def _files_step(task: Task, step_id: int) -> dict:
     # Connect and command timeouts bound the step (thread pools have no time limit).
     def work():
-        order = step_records.begin_files_step(step_id, task.request.id,
+        order = files_records.begin_files_step(step_id, task.request.id,
                                               worker=task.request.hostname,
                                               group_id=task.request.group)
         with Node(order.access) as node:
@@ -144,7 +147,7 @@ def _files_step(task: Task, step_id: int) -> dict:
         return order, moved
 
     order, moved = _perform(task, step_id, work)
-    step_records.finish_files_step(step_id, task.request.id, order, moved)
+    files_records.finish_files_step(step_id, task.request.id, order, moved)
     return {"target": order.target, "folder": moved.folder, "files": moved.files,
             "bytes": moved.bytes}
 

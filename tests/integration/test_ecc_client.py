@@ -313,3 +313,50 @@ def test_an_ecc_server_on_https_is_reached_only_with_a_certificate_the_host_trus
     finally:
         listener.shutdown()
         listener.server_close()
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes to the simulator and read until it closes or a whole answer came."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
+        answer = b""
+        while b"</SOAP-ENV:Envelope>" not in answer and not answer.endswith(b"\r\n\r\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+def test_the_simulator_reads_headers_in_any_case_and_answers_http_1_0_too(sim):
+    envelope = (b'<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/">'
+                b'<soap-env:Body><ns0:GetState xmlns:ns0="urn:ecc"/></soap-env:Body>'
+                b'</soap-env:Envelope>')
+    for version, length in (("HTTP/1.1", "content-LENGTH"), ("HTTP/1.0", "Content-Length")):
+        answer = _exchange(sim.ports[0], (
+            f"POST / {version}\r\nHost: x\r\n{length}: {len(envelope)}\r\n"
+            f"Content-Type: text/xml\r\n\r\n").encode() + envelope)
+        assert answer.startswith(b"HTTP/1.") and b" 200 OK\r\n" in answer, answer
+        assert b"<ecc:State>1</ecc:State>" in answer
+        assert b"<ecc:Transition>0</ecc:Transition>" in answer
+
+
+def test_the_simulator_refuses_a_request_of_too_many_headers(sim):
+    headers = "".join(f"X-Filler-{i}: {i}\r\n" for i in range(150))
+    answer = _exchange(sim.ports[0], f"POST / HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+
+
+def test_a_transition_sends_the_config_it_is_given_each_time(sim):
+    # Requests are kept by their arguments: a server's next Describe with another config
+    # must carry that config, not the one before.
+    c = client(sim)
+    c.transition("Describe", CONFIG, links())
+    sim.set_state("ecc-cobo0", EccState.IDLE)
+    with pytest.raises(EccError, match="unknown config 'other'"):
+        c.transition("Describe", ConfigId("other", "other", "other"), links())
+    sim.set_state("ecc-cobo0", EccState.IDLE)
+    c.transition("Describe", CONFIG, links())
+    assert [e["config"] for e in sim.log() if e["server"] == "ecc-cobo0"] == ["cfg", "other", "cfg"]

@@ -60,6 +60,11 @@ def test_describe_prepare_configure_then_start_and_stop_a_run(running_daq):
     assert sorted(sent[2:10]) == [(f"ecc-cobo{i}", "Start") for i in range(8)]
     assert sent[10:] == [("ecc-mutant", "Start")]
     log = sim.log(transitions_only=False)
+    # Each CoBo's record, confirmed by its Configure, is trusted by a first delivery: its
+    # Start goes without a GetState before it, and GetState then confirms it.
+    for i in range(8):
+        asked = [e["operation"] for e in log if e["server"] == f"ecc-cobo{i}"]
+        assert asked[0] == "Start" and asked[1:] and set(asked[1:]) == {"GetState"}, asked
     mutant_start = next(e["time"] for e in log if e["server"] == "ecc-mutant" and e["operation"] == "Start")
     cobo_requests = [e["time"] for e in log if e["server"] != "ecc-mutant"]
     assert len([e for e in log if e["operation"] == "Start"]) == 9
@@ -132,6 +137,20 @@ def test_transitions_are_idempotent(running_daq):
     view = wait_workflow(launching.launch("describe"))
     assert view["state"] == "succeeded"
     assert sim.log() == []  # nothing was sent: every server was already DESCRIBED
+
+
+def test_a_record_behind_its_server_costs_a_refusal_not_a_failure(running_daq):
+    # The record says IDLE, so Describe is sent without asking first; the servers were
+    # DESCRIBED already (moved by another tool), refuse it, and GetState shows it done.
+    sim = running_daq
+    set_all(sim, EccState.DESCRIBED)
+    with models.session() as s:
+        s.exec(update(ECCServer).values(state=int(EccState.IDLE), transition=0, online=True))
+    view = wait_workflow(launching.launch("describe"))
+    assert view["state"] == "succeeded", view
+    assert len(sim.log()) == 9  # one refused Describe each, and no second one
+    with models.session() as s:
+        assert {server.state for server in s.exec(select(ECCServer))} == {EccState.DESCRIBED}
 
 
 def test_reset_takes_one_step_back_from_the_highest_state(running_daq):

@@ -64,6 +64,10 @@ class FakeClient:
 
     def transition(self, operation, config, links):
         self.sent.append(operation)
+        if self.refuse:
+            raise EccError(self.name, operation, self.refuse, code=2)
+
+    refuse = None
 
 
 def _drive(client, deadline=5.0, on_progress=None):
@@ -131,3 +135,50 @@ def test_a_confirmation_that_came_while_the_worker_was_paused_past_the_deadline_
                        1.0, clock=lambda: now[0], sleep=paused) is True
     assert client.sent == ["Configure"]
 
+
+
+def test_a_trusted_record_sends_the_operation_without_asking_first():
+    client = FakeClient([(4, 0)])  # the only GetState: the one that confirms
+    now = [0.0]
+    assert drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
+                       1.0, clock=lambda: now[0], sleep=lambda s: None,
+                       recorded=EccState.PREPARED) is True
+    assert client.sent == ["Configure"] and client.states == [(4, 0)]
+
+
+def _drive_recorded(client, recorded):
+    return drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
+                       1.0, clock=lambda: 0.0, sleep=lambda s: None, recorded=recorded)
+
+
+def test_a_refusal_after_a_trusted_record_asks_where_the_server_is():
+    done = FakeClient([(4, 0)])
+    done.refuse = "Configure needs state PREPARED, server is READY"
+    assert _drive_recorded(done, EccState.PREPARED) is False  # done already: not sent by us
+    moving = FakeClient([(3, 4), (4, 0)])
+    moving.refuse = "a transition to state 4 is under way"
+    assert _drive_recorded(moving, EccState.PREPARED) is False and moving.states == [(4, 0)]
+    elsewhere = FakeClient([(1, 0)])
+    elsewhere.refuse = "Configure needs state PREPARED, server is IDLE"
+    with pytest.raises(EccError, match="server is IDLE"):
+        _drive_recorded(elsewhere, EccState.PREPARED)
+
+
+def test_a_record_the_operation_does_not_start_from_is_checked_first():
+    client = FakeClient([(4, 0)])  # the record said DESCRIBED; the server is READY
+    assert _drive_recorded(client, EccState.DESCRIBED) is False and client.sent == []
+
+
+def test_what_the_caller_has_just_seen_is_not_asked_again():
+    client = FakeClient([(4, 0)])
+    assert drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
+                       1.0, clock=lambda: 0.0, sleep=lambda s: None,
+                       seen=StateReport(3, 0)) is True
+    assert client.sent == ["Configure"] and client.states == [(4, 0)]
+
+
+def test_leads_to_knows_where_each_operation_goes_from_where():
+    assert states.leads_to("Start", EccState.READY) == EccState.RUNNING
+    assert states.leads_to("Start", EccState.PREPARED) is None
+    assert states.leads_to("Undo", EccState.PREPARED) == EccState.DESCRIBED
+    assert states.leads_to("Undo", EccState.IDLE) is None

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import time
 
-from pipelines.daq.ecc.client import EccClient, EccError
+from pipelines.daq.ecc.client import EccClient, EccError, StateReport
 from pipelines.daq.ecc.payloads import ConfigId, DataLink
-from pipelines.daq.ecc.states import EccState, state_name
+from pipelines.daq.ecc.states import EccState, leads_to, state_name
 
 
 def poll_delay(elapsed: float, expected: float) -> float:
@@ -26,7 +26,8 @@ def poll_delay(elapsed: float, expected: float) -> float:
 
 def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
           links: list[DataLink], deadline_seconds: float, expected_seconds: float,
-          on_progress=None, clock=None, sleep=None) -> bool:
+          on_progress=None, clock=None, sleep=None, seen: StateReport | None = None,
+          recorded: int | None = None) -> bool:
     """Take a server through one transition and wait until it is confirmed.
 
     Idempotent: a server already settled in ``target`` succeeds at once without
@@ -38,15 +39,27 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
     ``on_progress(elapsed, expected)`` is called after each poll that finds the
     transition still under way (it may raise to let go): one seen done at its first
     poll costs nothing more.
+
+    What is known already spares the first GetState: ``seen``, the server's answer the
+    caller has just had; or ``recorded``, the state the server was last confirmed settled
+    in, from a caller that trusts its record (a step's first delivery). When the operation
+    leads from the recorded state to ``target`` it is sent at once, and only a refusal
+    asks the server: already in ``target`` counts as done, already on its way there is
+    watched, anything else fails with the server's own words.
     """
     clock, sleep = clock or time.monotonic, sleep or time.sleep
-    report = client.get_state()
-    if report.settled and report.state == target:
-        return False
-    sent = False
-    if report.settled or report.transition != target:
-        client.transition(operation, config, links)
-        sent = True
+    if seen is None and recorded is not None and leads_to(operation, recorded) == target:
+        sent = _send_unless_done(client, operation, target, config, links)
+        if sent is None:
+            return False
+    else:
+        report = seen or client.get_state()
+        if report.settled and report.state == target:
+            return False
+        sent = False
+        if report.settled or report.transition != target:
+            client.transition(operation, config, links)
+            sent = True
     # The deadline counts from when the server took the transition on: a worker paused
     # between its first GetState and the operation has not used the server's time.
     started = clock()
@@ -72,3 +85,21 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
                            f"not {target.name}")
         if on_progress:
             on_progress(clock() - started, expected_seconds)
+
+
+def _send_unless_done(client: EccClient, operation: str, target: EccState, config: ConfigId,
+                      links: list[DataLink]) -> bool | None:
+    """Send the operation (True); if the server refuses it, ask whether it needs none:
+    None when the server is settled in ``target`` already, False when it is on its way."""
+    try:
+        client.transition(operation, config, links)
+        return True
+    except EccError as refused:
+        if refused.code is None:
+            raise  # no answer (the network, a timeout): GetState would tell nothing new
+        report = client.get_state()
+        if report.settled and report.state == target:
+            return None
+        if not report.settled and report.transition == target:
+            return False
+        raise

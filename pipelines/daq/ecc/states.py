@@ -49,6 +49,14 @@ def step_back(state: EccState) -> tuple[str, EccState] | None:
     return None
 
 
+def leads_to(operation: str, state: int) -> EccState | None:
+    """Where ``operation`` takes a server settled in ``state``; None where it does not apply."""
+    if operation == Operation.UNDO:
+        return UNDO_FROM.get(state)
+    start, end = TRANSITIONS.get(operation, (None, None))
+    return end if start == state else None
+
+
 def target_state(operation: str, current: EccState | None = None) -> EccState:
     """The state ``operation`` leads to (Undo needs the state it starts from)."""
     if operation == Operation.UNDO:

@@ -11,12 +11,12 @@ from models.runlog import RunNote
 from models.vocabulary import RunClass
 from pipelines.daq.ecc.states import Operation
 from pipelines.runcontrol.errors import StepFailed
-from pipelines.runcontrol.records.steps import latest_attempts
+from pipelines.runcontrol.records.steps import latest_outcomes
 
 
 def confirmed_at(s, stages: list[Stage]):
     # The run starts when the last source confirmed, not when the callback ran.
-    times = [st.finished_at for stage in stages for st in latest_attempts(s, stage.id)
+    times = [st.finished_at for stage in stages for st in latest_outcomes(s, stage.id)
              if st.finished_at is not None]
     return max(times) if times else utcnow()
 
@@ -85,7 +85,7 @@ def asked_by(s, workflow: Workflow) -> str:
 def _stopped_at(s, run: Run, stages: list[Stage]):
     """When the last source stopped: its Stop's confirmation, or, for a source found already
     below RUNNING (a reboot, a power cut), the last time it was seen running."""
-    steps = [st for stage in stages for st in latest_attempts(s, stage.id)]
+    steps = [st for stage in stages for st in latest_outcomes(s, stage.id)]
     times = [st.finished_at for st in steps if not st.note and st.finished_at]
     found_stopped = [st.target for st in steps if st.note]
     if not found_stopped:

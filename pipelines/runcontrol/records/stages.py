@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import Run, Stage, Step, Workflow, session
+from models import Run, Stage, Workflow, session
 from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES, FilesOperation, StepState, WorkflowKind, WorkflowState
 from pipelines.daq.ecc.states import Operation
 from pipelines.runcontrol import lock
 from pipelines.runcontrol.errors import StepFailed, Superseded
 from pipelines.runcontrol.records.runs import record_run_stopped
-from pipelines.runcontrol.records.steps import latest_attempts
+from pipelines.runcontrol.records.steps import latest_outcomes
 from pipelines.runcontrol.records.workflows import end_workflow
 
 
@@ -27,7 +27,7 @@ def complete_stage(stage_id: int, callback_task_id: str | None = None) -> dict:
             raise Superseded(f"stage '{stage.name}' was replayed; this callback is stale")
         if s.get(Workflow, stage.workflow_id).state == WorkflowState.ABORTED.value:
             raise Superseded(f"stage '{stage.name}': its workflow was aborted")
-        steps = latest_attempts(s, stage_id)
+        steps = latest_outcomes(s, stage_id)
         failed = [st for st in steps if st.state != StepState.SUCCEEDED.value]
         if failed:
             raise StepFailed(summary(stage, failed))
@@ -52,7 +52,7 @@ def _after_stage(s, stage: Stage) -> None:
         run.files_organized_at = run.files_organized_at or utcnow()
 
 
-def summary(stage: Stage, failed: list[Step]) -> str:
+def summary(stage: Stage, failed: list) -> str:
     parts = [st.error or f"{st.target}: {st.state}" for st in failed[:5]]
     more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
     return (f"stage '{stage.name}': {len(failed)} step(s) did not succeed: " + "; ".join(parts)
@@ -72,7 +72,7 @@ def fail_stage(stage_id: int, callback_error: str | None = None,
         workflow = s.get(Workflow, stage.workflow_id)
         if workflow.state not in ACTIVE_STATES:
             return  # aborted (or ended) already: its record stays as it is
-        failed = [st for st in latest_attempts(s, stage_id)
+        failed = [st for st in latest_outcomes(s, stage_id)
                   if st.state != StepState.SUCCEEDED.value]
         if failed:
             reason = summary(stage, failed)

@@ -15,23 +15,19 @@ from sqlalchemy.orm import aliased
 from sqlmodel import select, update
 
 from models import session
-from models.db import transaction
 from models.columns import utcnow
-from models.daq import DaqNode, DataRouter, DataSource, ECCServer, Experiment, Run, RunFiles
+from models.daq import DataRouter, DataSource, ECCServer
+from models.db import transaction
 from models.vocabulary import (
     ACTIVE_STATES,
     ENDED_STEP_STATES,
     UNSUCCESSFUL_STEP_STATES,
-    FilesKind,
-    FilesOperation,
     StepState,
     WorkflowState,
 )
 from models.workflow import Stage, Step, Workflow
 from pipelines.daq.ecc.payloads import ConfigId, DataLink
 from pipelines.daq.ecc.states import EccState
-from pipelines.daq.nodes.connection import NodeAccess, access_of
-from pipelines.daq.nodes.files import Moved, config_files
 from pipelines.runcontrol.errors import StepFailed
 
 
@@ -52,6 +48,9 @@ class TransitionOrder:
     # When the step began (a redelivered step keeps its first start): its end is then
     # recorded without reading the row again.
     began_at: datetime
+    # The state the server was last confirmed settled in, when a first delivery may trust
+    # it to send the operation without asking first (None: ask).
+    recorded_state: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +101,12 @@ def _step_row_statement():
                    Stage.state.label("stage_state"), Stage.group_id,
                    Stage.workflow_id, Workflow.state.label("workflow_state"),
                    Workflow.lock_token, Workflow.callback_task_id, Workflow.run_id,
-                   replaced.label("replaced"))
+                   replaced.label("replaced"), ECCServer.state.label("server_state"),
+                   ECCServer.transition.label("server_transition"),
+                   ECCServer.online.label("server_online"))
             .join(Stage, Step.stage_id == Stage.id)
             .join(Workflow, Stage.workflow_id == Workflow.id)
+            .join(ECCServer, ECCServer.name == Step.target, isouter=True)
             .where(Step.id == bindparam("step_id"), Step.task_id == bindparam("task_id")))
 
 
@@ -194,10 +196,19 @@ def begin_transition(step_id: int, task_id: str, worker: str | None = None,
                             config.get("configure", "")),
             links=server.links, deadline_seconds=server.transition_timeout,
             expected_seconds=row.expected_seconds or server.expected_seconds,
-            began_at=began_at,
+            began_at=began_at, recorded_state=_trusted_state(row),
         )
         _mark_running(c, row, worker, group_id, began_at)
     return order
+
+
+def _trusted_state(row) -> int | None:
+    # Only a first delivery trusts the record: a redelivered step may have sent its
+    # operation already, and the server must then be asked where it is.
+    if (row.state == StepState.PENDING.value and row.server_online
+            and row.server_transition == 0):
+        return row.server_state
+    return None
 
 
 @cache
@@ -226,83 +237,6 @@ def _mark_running(c, row, worker: str | None, group_id: str | None,
     if row.workflow_state == pending:
         c.execute(update(Workflow).where(Workflow.id == row.workflow_id,
                                          Workflow.state == pending).values(state=running))
-
-
-@dataclass(frozen=True)
-class FilesOrder:
-    """What a files task needs: the node, the folders, and the run they belong to."""
-
-    kind: FilesKind  # a router's .graw files, or an ECC server's .xcfg files
-    target: str
-    access: NodeAccess
-    source_dir: str
-    backup_root: str | None
-    experiment: str
-    run_number: int
-    config_files: list[str]
-
-
-def begin_files_step(step_id: int, task_id: str, worker: str | None = None,
-                     group_id: str | None = None) -> FilesOrder:
-    """Mark an organize or backup step running on ``worker`` and return what it takes
-    (as ``begin_transition``)."""
-    with session() as s:
-        row = _step_row(s.connection(), step_id, task_id)
-        _refuse_ended(row)
-        run = s.get(Run, row.run_id) if row.run_id else None
-        if run is None:
-            raise StepFailed("the run whose files these are is not in the database")
-        experiment = s.get(Experiment, run.experiment_id)
-        if row.operation == FilesOperation.ORGANIZE:
-            owner = s.exec(select(DataRouter).where(DataRouter.name == row.target)).first()
-            kind, what = FilesKind.DATA, "data router"
-        else:
-            owner = s.exec(select(ECCServer).where(ECCServer.name == row.target)).first()
-            kind, what = FilesKind.CONFIGS, "ECC server"
-        if owner is None:
-            raise StepFailed(f"{what} {row.target} is not in the topology any more")
-        node = s.get(DaqNode, owner.node_id) if owner.node_id else None
-        if node is None:
-            raise StepFailed(f"{what} {row.target} has no node to reach its files on")
-        order = FilesOrder(
-            kind=kind, target=row.target, access=access_of(node),
-            source_dir=owner.staging_dir if kind == FilesKind.DATA else owner.config_dir,
-            backup_root=None if kind == FilesKind.DATA else owner.backup_dir,
-            experiment=experiment.name, run_number=run.number,
-            config_files=config_files(config_of(s.connection(), row))
-            if kind == FilesKind.CONFIGS else [],
-        )
-        _mark_running(s.connection(), row, worker, group_id)
-    return order
-
-
-def finish_files_step(step_id: int, task_id: str, order: FilesOrder, moved: Moved) -> None:
-    """Record a files step's success, and the run's files it leaves on its node."""
-    with session() as s:
-        row = _end_row(s, step_id, task_id)
-        if row is None or row.state in ENDED_STEP_STATES:
-            return  # delivered twice: counted once
-        record = s.exec(select(RunFiles).where(
-            RunFiles.run_id == row.run_id, RunFiles.kind == order.kind,
-            RunFiles.target == order.target)).first()
-        if record is None:
-            record = RunFiles(run_id=row.run_id, kind=order.kind, target=order.target,
-                              node=order.access.name, folder=moved.folder)
-            s.add(record)
-        if order.kind == FilesKind.DATA:
-            # An organize counts its router's whole run folder, so what an interrupted
-            # attempt moved before a replay is counted once, and not lost.
-            record.files, record.bytes = moved.files, moved.bytes
-        else:
-            # Servers may share a backup folder: each counts what it copied itself.
-            record.files = (record.files or 0) + moved.files
-            record.bytes = (record.bytes or 0) + moved.bytes
-        record.folder, record.recorded_at = moved.folder, utcnow()
-        if order.kind == FilesKind.DATA:
-            router = s.exec(select(DataRouter).where(DataRouter.name == order.target)).first()
-            if router is not None:
-                router.graw_files, router.checked_at = 0, utcnow()
-        _record_end(s.connection(), step_id, task_id, row.target, row.started_at)
 
 
 def finish_step(step_id: int, task_id: str, error: str | None = None,
@@ -338,10 +272,11 @@ def _end_row(s, step_id: int, task_id: str):
 @cache
 def _end_statement():
     # One conditional UPDATE: a step already ended (delivered twice, aborted), or a message
-    # not sent for it, is left as it is.
+    # not sent for it, is left as it is. (Not NOT IN: its list is rendered again at every
+    # execution, which was a sixth of a step's own CPU.)
     return (update(Step)
             .where(Step.id == bindparam("step"), Step.task_id == bindparam("task"),
-                   Step.state.not_in(ENDED_STEP_STATES))
+                   *(Step.state != state for state in sorted(ENDED_STEP_STATES)))
             .values(state=bindparam("end_state"), error=bindparam("end_error"),
                     finished_at=bindparam("now"), started_at=bindparam("began"),
                     duration=bindparam("took"), confirmed_state=bindparam("confirmed"),
@@ -382,3 +317,14 @@ def latest_attempts(s, stage_id: int) -> list[Step]:
     for step in steps:
         latest[step.target] = step
     return sorted(latest.values(), key=lambda st: st.target)
+
+
+def latest_outcomes(s, stage_id: int) -> list:
+    """How the newest attempt of each member of a stage stands, as plain rows (target,
+    state, error, note, finished_at): what callbacks read of a stage's hundreds of steps
+    without building an ORM object for each (a fifth of a 1024-source start's last
+    callbacks, on the path to the next stage)."""
+    rows = s.exec(select(Step.target, Step.state, Step.error, Step.note, Step.finished_at)
+                  .where(Step.stage_id == stage_id).order_by(Step.attempt)).all()
+    latest = {row.target: row for row in rows}
+    return [latest[target] for target in sorted(latest)]

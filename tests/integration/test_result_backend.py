@@ -1,0 +1,55 @@
+"""daqflow's result backend on a real redis-server: what the progress read and chords rely on."""
+import os
+
+import pytest
+from celery import states
+
+from pipelines.orchestration.app import app
+from pipelines.orchestration.results import RunControlRedisBackend
+from tests.support.services import RedisHandle
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    redis = RedisHandle(tmp_path_factory.mktemp("redis"))
+    before = os.environ.get("REDIS_URL")
+    os.environ["REDIS_URL"] = redis.url  # the app's settings are read with the backend's
+    try:
+        yield RunControlRedisBackend(app=app, url=redis.url)
+    finally:
+        redis.stop()
+        if before is None:
+            os.environ.pop("REDIS_URL", None)
+        else:
+            os.environ["REDIS_URL"] = before
+
+
+def test_a_result_is_stored_with_its_expiry_and_read_back(backend):
+    backend.store_result("t-1", None, states.STARTED)
+    assert backend.get_task_meta("t-1")["status"] == states.STARTED
+    backend.store_result("t-1", {"server": "ecc-cobo0", "sent": True}, states.SUCCESS)
+    meta = backend.get_task_meta("t-1")
+    assert meta["status"] == states.SUCCESS and meta["result"]["server"] == "ecc-cobo0"
+    assert 0 < backend.client.ttl(backend.get_key_for_task("t-1")) <= backend.expires
+
+
+def test_a_redelivered_task_does_not_undo_a_success(backend):
+    # A worker lost after storing SUCCESS but before its ack: the message runs again.
+    backend.store_result("t-2", {"state": "READY"}, states.SUCCESS)
+    backend.store_result("t-2", None, states.STARTED)
+    backend.store_result("t-2", {"elapsed": 0.5}, "PROGRESS")
+    meta = backend.get_task_meta("t-2")
+    assert meta["status"] == states.SUCCESS and meta["result"] == {"state": "READY"}
+
+
+def test_a_failure_replaces_a_started_state_and_nothing_is_published(backend):
+    listener = backend.client.pubsub()
+    listener.psubscribe("celery-task-meta-*")
+    listener.get_message(timeout=1)  # the subscription's confirmation
+    backend.store_result("t-3", None, states.STARTED)
+    backend.mark_as_failure("t-3", RuntimeError("ECC server ecc-cobo3: Start failed"))
+    meta = backend.get_task_meta("t-3")
+    assert meta["status"] == states.FAILURE and "Start failed" in str(meta["result"])
+    # Nobody waits on a result: storing one publishes nothing.
+    assert listener.get_message(timeout=0.2) is None
+    listener.close()
