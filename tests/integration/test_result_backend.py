@@ -1,27 +1,22 @@
 """daqflow's result backend on a real redis-server: what the progress read and chords rely on."""
-import os
-
 import pytest
-from celery import states
+from celery import Celery, states
 
-from pipelines.orchestration.app import app
 from pipelines.orchestration.results import RunControlRedisBackend
 from tests.support.services import RedisHandle
 
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
+    # An app of the test's own: daqflow's app would keep this Redis's URL in its settings
+    # for the rest of the session's tests, after this Redis is gone.
     redis = RedisHandle(tmp_path_factory.mktemp("redis"))
-    before = os.environ.get("REDIS_URL")
-    os.environ["REDIS_URL"] = redis.url  # the app's settings are read with the backend's
+    own_app = Celery("result-backend-test", set_as_current=False)
+    own_app.conf.update(result_serializer="json", accept_content=["json"], result_expires=3600)
     try:
-        yield RunControlRedisBackend(app=app, url=redis.url)
+        yield RunControlRedisBackend(app=own_app, url=redis.url)
     finally:
         redis.stop()
-        if before is None:
-            os.environ.pop("REDIS_URL", None)
-        else:
-            os.environ["REDIS_URL"] = before
 
 
 def test_a_result_is_stored_with_its_expiry_and_read_back(backend):
