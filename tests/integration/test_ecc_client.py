@@ -198,6 +198,7 @@ def one_server(tmp_path):
     """One simulated ECC server on its own listener, whose handler counts connections and
     can close each one after its answer without saying so (as a server restarted between
     two polls, or one with a short keep-alive, does)."""
+    import socket
     import threading
 
     from pipelines.cli.supervisor import free_port
@@ -219,6 +220,10 @@ def one_server(tmp_path):
 
         def finish(self):
             super().finish()
+            if self.close_connection:
+                # The FIN goes now, not when the server thread gets to close the socket:
+                # the test reads "closed" as "the client's socket can tell".
+                self.connection.shutdown(socket.SHUT_WR)
             seen["closed"].release()
 
     listener = listen(port, Counting)

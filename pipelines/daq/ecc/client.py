@@ -60,6 +60,7 @@ def _timeouts() -> tuple[float, float]:
 
 
 _documents: dict[str, object] = {}
+_soaps: dict[str, tuple] = {}
 _clients: dict[tuple, "EccClient"] = {}
 _clients_lock = threading.Lock()
 
@@ -75,22 +76,39 @@ def load_wsdl(path: str | None = None):
         return _documents[path]
 
 
+def _soap(wsdl: str | None = None):
+    """zeep's side of the ECC calls, one per WSDL in a process: (client, service, binding).
+
+    Building a request and reading an answer need the WSDL's binding, not the server: a
+    service proxy of each server's own was most of a first call's CPU, and every worker
+    process meets every server of a large DAQ in its first runs.
+    """
+    from zeep import Client, Settings
+
+    path = wsdl or wsdl_path()
+    found = _soaps.get(path)
+    if found is None:
+        client = Client(load_wsdl(path), transport=ClosedNetworkTransport(*_timeouts()),
+                        settings=Settings(strict=True, xml_huge_tree=False))
+        # The address is not in the requests it builds: each EccClient posts to its own.
+        built = (client, client.create_service(BINDING, "http://ecc.invalid/"),
+                 client.wsdl.bindings[BINDING])
+        with _clients_lock:
+            found = _soaps.setdefault(path, built)
+    return found
+
+
 class EccClient:
     """A SOAP client for one ECC server. Every call raises EccError on any failure."""
 
     def __init__(self, name: str, url: str, wsdl: str | None = None,
                  connect_timeout: float | None = None, read_timeout: float | None = None):
-        from zeep import Client, Settings
-
         default_connect, default_read = _timeouts()
         self.name, self.url = name, url
-        transport = ClosedNetworkTransport(connect_timeout or default_connect,
-                                           read_timeout or default_read)
-        client = Client(load_wsdl(wsdl), transport=transport,
-                        settings=Settings(strict=True, xml_huge_tree=False))
-        self._zeep = client
-        self._service = client.create_service(BINDING, url)
-        self._binding = client.wsdl.bindings[BINDING]
+        # Its own connections (a few kept alive), on zeep's shared request builder.
+        self._transport = ClosedNetworkTransport(connect_timeout or default_connect,
+                                                 read_timeout or default_read)
+        self._zeep, self._service, self._binding = _soap(wsdl)
         # Requests as bytes, by operation and arguments: a poll's GetState is the same
         # every time, and so is a server's Start from one run to the next. zeep building
         # them anew was a third of a poll's CPU, with hundreds of servers polled at once.
@@ -117,8 +135,8 @@ class EccClient:
             soap = self._binding.get(operation)
             headers = {"SOAPAction": f'"{soap.soapaction or ""}"',
                        "Content-Type": "text/xml; charset=utf-8"}
-            reply = self._zeep.transport.post(self.url, self._request(operation, key, arguments),
-                                              headers)
+            reply = self._transport.post(self.url, self._request(operation, key, arguments),
+                                         headers)
             response = self._binding.process_reply(self._zeep, soap, reply)
         except WireError as exc:
             raise EccError(self.name, operation, str(exc)) from None

@@ -13,6 +13,7 @@ import http.client
 import select
 import socket
 import ssl
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,7 +56,9 @@ class ClosedNetworkTransport(Transport):
     """
 
     def __init__(self, connect_timeout: float, read_timeout: float):
-        super().__init__(operation_timeout=read_timeout)
+        # zeep's Transport wants a requests session; nothing here posts through it, so
+        # every transport shares one instead of building its own (one per ECC server).
+        super().__init__(operation_timeout=read_timeout, session=_unused_session())
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         # Idle connections by (scheme, host, port); list.pop and append are atomic, so the
         # step threads that share one server's client need no lock to take and give back.
@@ -129,6 +132,13 @@ class ClosedNetworkTransport(Transport):
         # already off: http.client sets TCP_NODELAY when it connects.)
         connection.sock.settimeout(self.read_timeout)
         return connection
+
+
+@cache
+def _unused_session():
+    import requests
+
+    return requests.Session()
 
 
 def _readable(sock: socket.socket) -> bool:
