@@ -133,6 +133,9 @@ class EccClient:
 
         try:
             soap = self._binding.get(operation)
+        except ValueError as exc:  # an operation this server's WSDL does not have
+            raise EccError(self.name, operation, f"SOAP error: {exc}") from None
+        try:
             headers = {"SOAPAction": f'"{soap.soapaction or ""}"',
                        "Content-Type": "text/xml; charset=utf-8"}
             reply = self._transport.post(self.url, self._request(operation, key, arguments),
@@ -144,8 +147,6 @@ class EccClient:
             raise EccError(self.name, operation, f"SOAP error: {exc}") from None
         except etree.XMLSyntaxError as exc:
             raise EccError(self.name, operation, f"unreadable answer: {exc}") from None
-        except ValueError as exc:  # an operation this server's WSDL does not have
-            raise EccError(self.name, operation, f"SOAP error: {exc}") from None
         if response.ErrorCode != 0:
             raise EccError(self.name, operation, response.ErrorMessage or "no message",
                            code=response.ErrorCode)

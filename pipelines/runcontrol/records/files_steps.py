@@ -14,12 +14,12 @@ from pipelines.daq.nodes.connection import NodeAccess, access_of
 from pipelines.daq.nodes.files import Moved, config_files
 from pipelines.runcontrol.errors import StepFailed
 from pipelines.runcontrol.records.steps import (
-    _end_row,
-    _mark_running,
-    _record_end,
-    _refuse_ended,
-    _step_row,
     config_of,
+    end_row,
+    mark_running,
+    record_end,
+    refuse_ended,
+    step_row,
 )
 
 
@@ -42,8 +42,8 @@ def begin_files_step(step_id: int, task_id: str, worker: str | None = None,
     """Mark an organize or backup step running on ``worker`` and return what it takes
     (as ``begin_transition``)."""
     with session() as s:
-        row = _step_row(s.connection(), step_id, task_id)
-        _refuse_ended(row)
+        row = step_row(s.connection(), step_id, task_id)
+        refuse_ended(row)
         run = s.get(Run, row.run_id) if row.run_id else None
         if run is None:
             raise StepFailed("the run whose files these are is not in the database")
@@ -67,14 +67,14 @@ def begin_files_step(step_id: int, task_id: str, worker: str | None = None,
             config_files=config_files(config_of(s.connection(), row))
             if kind == FilesKind.CONFIGS else [],
         )
-        _mark_running(s.connection(), row, worker, group_id)
+        mark_running(s.connection(), row, worker, group_id)
     return order
 
 
 def finish_files_step(step_id: int, task_id: str, order: FilesOrder, moved: Moved) -> None:
     """Record a files step's success, and the run's files it leaves on its node."""
     with session() as s:
-        row = _end_row(s, step_id, task_id)
+        row = end_row(s, step_id, task_id)
         if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
         record = s.exec(select(RunFiles).where(
@@ -97,4 +97,4 @@ def finish_files_step(step_id: int, task_id: str, order: FilesOrder, moved: Move
             router = s.exec(select(DataRouter).where(DataRouter.name == order.target)).first()
             if router is not None:
                 router.graw_files, router.checked_at = 0, utcnow()
-        _record_end(s.connection(), step_id, task_id, row.target, row.started_at)
+        record_end(s.connection(), step_id, task_id, row.target, row.started_at)

@@ -110,7 +110,7 @@ def _step_row_statement():
             .where(Step.id == bindparam("step_id"), Step.task_id == bindparam("task_id")))
 
 
-def _step_row(c, step_id: int, task_id: str):
+def step_row(c, step_id: int, task_id: str):
     """What beginning a step reads of it, its stage and workflow, in one query: plain
     columns, no ORM objects (building three of them for each of N steps was a fifth of a
     start's CPU), not the workflow's params, and whether a replay made a newer attempt.
@@ -124,9 +124,10 @@ def _step_row(c, step_id: int, task_id: str):
     return row
 
 
-def _refuse_ended(row) -> None:
-    # A message delivered late (after its step was given up, its workflow ended, or a
-    # replay made a newer attempt) must not touch the DAQ: the replay's attempt does.
+def refuse_ended(row) -> None:
+    """StepFailed for a message delivered late (after its step was given up, its workflow
+    ended, or a replay made a newer attempt): it must not touch the DAQ, the replay's
+    attempt does."""
     if row.state in UNSUCCESSFUL_STEP_STATES:
         raise StepFailed(f"{row.target}: attempt {row.attempt} already ended as {row.state}; "
                          "a replay runs a new attempt")
@@ -181,8 +182,8 @@ def begin_transition(step_id: int, task_id: str, worker: str | None = None,
     ``group_id`` is the Celery group the task ran in; the stage keeps the real one.
     """
     with transaction() as c:
-        row = _step_row(c, step_id, task_id)
-        _refuse_ended(row)
+        row = step_row(c, step_id, task_id)
+        refuse_ended(row)
         server = _remembered(row, "servers", lambda: _servers(c)).get(row.target)
         if server is None:
             raise StepFailed(f"ECC server {row.target} is not in the topology any more")
@@ -198,7 +199,7 @@ def begin_transition(step_id: int, task_id: str, worker: str | None = None,
             expected_seconds=row.expected_seconds or server.expected_seconds,
             began_at=began_at, recorded_state=_trusted_state(row),
         )
-        _mark_running(c, row, worker, group_id, began_at)
+        mark_running(c, row, worker, group_id, began_at)
     return order
 
 
@@ -219,8 +220,10 @@ def _begin_statement():
                     worker=bindparam("by")))
 
 
-def _mark_running(c, row, worker: str | None, group_id: str | None,
+def mark_running(c, row, worker: str | None, group_id: str | None,
                   began_at: datetime | None = None) -> None:
+    """Mark a step (read by ``step_row``) running on ``worker``, and its stage and
+    workflow with it (``c``: a connection)."""
     # Conditional UPDATEs: a redelivered step keeps when it began (and names the worker
     # that has it now), and only the first steps of a stage find it (and their workflow)
     # still pending.
@@ -245,10 +248,10 @@ def finish_step(step_id: int, task_id: str, error: str | None = None,
     ``ecc_state``, with a ``note`` when it succeeded in an unusual way), or failed with the
     error the operator will read."""
     with session() as s:
-        row = _end_row(s, step_id, task_id)
+        row = end_row(s, step_id, task_id)
         if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
-        _record_end(s.connection(), step_id, task_id, row.target, row.started_at, error,
+        record_end(s.connection(), step_id, task_id, row.target, row.started_at, error,
                     ecc_state, note)
 
 
@@ -257,10 +260,10 @@ def finish_transition(step_id: int, task_id: str, order: TransitionOrder, ecc_st
     """Record that the step task ``task_id`` was sent for confirmed ``ecc_state`` (as
     ``finish_step``), from what its order already knows: nothing is read first."""
     with transaction() as c:
-        _record_end(c, step_id, task_id, order.server, order.began_at, None, ecc_state, note)
+        record_end(c, step_id, task_id, order.server, order.began_at, None, ecc_state, note)
 
 
-def _end_row(s, step_id: int, task_id: str):
+def end_row(s, step_id: int, task_id: str):
     """What recording a step's end reads, in one query: its state, when it began, its
     target, and its workflow's run; None for a message that was not sent for it."""
     return s.exec(select(Step.state, Step.started_at, Step.target, Workflow.run_id)
@@ -293,10 +296,11 @@ def _seen_statement(running: bool):
     return update(ECCServer).where(ECCServer.name == bindparam("server")).values(**seen)
 
 
-def _record_end(c, step_id: int, task_id: str, target: str, started_at: datetime | None,
+def record_end(c, step_id: int, task_id: str, target: str, started_at: datetime | None,
                 error: str | None = None, ecc_state: int | None = None,
                 note: str | None = None) -> None:
-    # The step's end, then (if it was this message's to record) its server's state.
+    """Record a step's end (``c``: a connection), then, if it was this message's to
+    record and a state was confirmed, its ECC server's state."""
     now = utcnow()
     started_at = started_at or now
     ended = c.execute(_end_statement(), dict(
@@ -312,11 +316,8 @@ def _record_end(c, step_id: int, task_id: str, target: str, started_at: datetime
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
     """The newest attempt of each member of a stage."""
-    steps = s.exec(select(Step).where(Step.stage_id == stage_id).order_by(Step.attempt)).all()
-    latest: dict[str, Step] = {}
-    for step in steps:
-        latest[step.target] = step
-    return sorted(latest.values(), key=lambda st: st.target)
+    return _newest_by_target(s.exec(
+        select(Step).where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
 
 
 def latest_outcomes(s, stage_id: int) -> list:
@@ -324,7 +325,12 @@ def latest_outcomes(s, stage_id: int) -> list:
     state, error, note, finished_at): what callbacks read of a stage's hundreds of steps
     without building an ORM object for each (a fifth of a 1024-source start's last
     callbacks, on the path to the next stage)."""
-    rows = s.exec(select(Step.target, Step.state, Step.error, Step.note, Step.finished_at)
-                  .where(Step.stage_id == stage_id).order_by(Step.attempt)).all()
-    latest = {row.target: row for row in rows}
-    return [latest[target] for target in sorted(latest)]
+    return _newest_by_target(s.exec(
+        select(Step.target, Step.state, Step.error, Step.note, Step.finished_at)
+        .where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
+
+
+def _newest_by_target(attempts) -> list:
+    # Given in attempt order: the last one seen for a target is its newest.
+    newest = {attempt.target: attempt for attempt in attempts}
+    return [newest[target] for target in sorted(newest)]
