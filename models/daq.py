@@ -181,7 +181,12 @@ class DataSource(SQLModel, table=True):
     @property
     def is_mutant(self) -> bool:
         """The MuTAnT goes last on the way up and first on the way down."""
-        return self.name.lower().startswith("mutant")
+        return names_the_mutant(self.name)
+
+
+def names_the_mutant(source_name: str) -> bool:
+    """Whether a data source of this name is the MuTAnT."""
+    return source_name.lower().startswith("mutant")
 
 
 # What a stop did with one run's files on one node: a router's data, or an ECC's configs.

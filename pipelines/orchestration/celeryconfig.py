@@ -7,6 +7,11 @@ broker_url = settings.broker_url()
 _backend_class = "pipelines.orchestration.results:RunControlRedisBackend"
 result_backend = f"{_backend_class}+{settings.result_backend()}"
 
+# One result backend per process, shared by its threads, not one per thread: daqflow's never
+# subscribes (the part of Celery's Redis backend that is not thread-safe) and redis-py's
+# connection pool is thread-safe, so hundreds of step threads share a few connections.
+result_backend_thread_safe = True
+
 # JSON only: tasks take ids and plain values, and nothing pickled crosses hosts.
 task_serializer = "json"
 result_serializer = "json"

@@ -15,7 +15,7 @@ from uuid import uuid4
 import redis
 from sqlmodel import select
 
-from models import Stage, Step, Workflow, session, settings
+from models import Stage, Step, Workflow, session
 from models.columns import utcnow
 from models.vocabulary import ACTIVE_STATES, UNFINISHED_STEP_STATES, StepState, WorkflowState
 from pipelines.daq.ecc.states import state_name
@@ -34,16 +34,11 @@ def _flag(lock_token: str) -> str:
     return f"daqflow:aborted:{lock_token}"
 
 
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.result_backend(), socket_timeout=2,
-                                socket_connect_timeout=2)
-
-
 def is_aborted(lock_token: str) -> bool:
     """Whether the workflow running under ``lock_token`` was aborted: what a running step
     asks at its polls."""
     try:
-        return bool(_client().exists(_flag(lock_token)))
+        return bool(lock.client(timeout=2).exists(_flag(lock_token)))
     except (redis.RedisError, OSError):
         return False  # Redis away: the step goes on; its workflow is ended in the database
 
@@ -85,7 +80,7 @@ def abort(workflow_id: int, actor: str | None = None) -> dict:
                         not_started=sorted(st.target for st in waiting))
     try:
         if token:
-            _client().set(_flag(token), who, ex=FLAG_SECONDS)
+            lock.client(timeout=2).set(_flag(token), who, ex=FLAG_SECONDS)
     except (redis.RedisError, OSError):
         pass  # the running steps go on to their deadline; the record is already right
     lock.release(token)

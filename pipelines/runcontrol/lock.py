@@ -7,6 +7,7 @@ so nobody frees a lock they do not own, and a lock left by a dead process expire
 """
 from __future__ import annotations
 
+import functools
 import uuid
 
 import redis
@@ -26,17 +27,26 @@ class Busy(Exception):
     """Another run-control action holds the lock."""
 
 
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.result_backend(), socket_timeout=5,
-                                socket_connect_timeout=5)
+def client(timeout: float = 5) -> redis.Redis:
+    """A client of the result backend's Redis, with ``timeout`` seconds to connect and to
+    answer: one per process (per URL and timeout), shared by its threads."""
+    return _client_for(settings.result_backend(), timeout)
+
+
+@functools.lru_cache(maxsize=8)
+def _client_for(url: str, timeout: float) -> redis.Redis:
+    # Kept: a client made per call opened a TCP connection to Redis per call (every poll
+    # of a long transition asks for the abort flag), and its pool was garbage each time.
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
 
 
 def acquire(seconds: float, key: str = KEY) -> str:
     """Take the lock (or another one, ``key``) for at most ``seconds``; returns the owner
     token, or raises Busy."""
     token = uuid.uuid4().hex
-    client = _client()
-    if not client.set(key, token, nx=True, px=max(1000, int(seconds * 1000))):
+    redis_client = client()
+    if not redis_client.set(key, token, nx=True, px=max(1000, int(seconds * 1000))):
         raise Busy("another run-control action is in progress; wait for it to end")
     return token
 
@@ -46,17 +56,17 @@ def release(token: str | None, key: str = KEY) -> bool:
     if not token:
         return False
     try:
-        return bool(_client().eval(_RELEASE, 1, key, token))
+        return bool(client().eval(_RELEASE, 1, key, token))
     except (redis.RedisError, OSError):
         return False  # Redis is away: the lock expires on its own
 
 
 def holder() -> str | None:
     """The token holding the lock, if any."""
-    value = _client().get(KEY)
+    value = client().get(KEY)
     return value.decode() if value else None
 
 
 def clear() -> None:
     """Remove the lock whoever holds it: for ``daqflow unlock`` after checking nothing runs."""
-    _client().delete(KEY)
+    client().delete(KEY)

@@ -20,7 +20,7 @@ from models import (
     StepState,
     Workflow,
 )
-from models.daq import active_experiment
+from models.daq import active_experiment, names_the_mutant
 from models.vocabulary import (
     ACTIVE_STATES,
     SERVER_OPERATIONS,
@@ -58,10 +58,14 @@ class StagePlan:
 
 
 def _servers(s) -> list[tuple[ECCServer, bool]]:
-    """Every ECC server, and whether it drives the MuTAnT."""
-    servers = s.exec(select(ECCServer).order_by(ECCServer.name)).all()
-    mutant_servers = {src.ecc_server_id for src in s.exec(select(DataSource)).all()
-                      if src.is_mutant}
+    """Every ECC server (a read-only row with ECCServer's columns), and whether it drives
+    the MuTAnT."""
+    # Rows, not ORM objects: a plan reads them only, and a thousand ORM objects were
+    # most of the time a large DAQ's start took to plan.
+    servers = s.exec(select(*ECCServer.__table__.columns).order_by(ECCServer.name)).all()
+    mutant_servers = {server_id for server_id, name
+                      in s.exec(select(DataSource.ecc_server_id, DataSource.name)).all()
+                      if names_the_mutant(name)}
     return [(server, server.id in mutant_servers) for server in servers]
 
 

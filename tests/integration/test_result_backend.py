@@ -1,4 +1,6 @@
 """daqflow's result backend on a real redis-server: what the progress read and chords rely on."""
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from celery import Celery, states
 
@@ -48,3 +50,18 @@ def test_a_failure_replaces_a_started_state_and_nothing_is_published(backend):
     # Nobody waits on a result: storing one publishes nothing.
     assert listener.get_message(timeout=0.2) is None
     listener.close()
+
+
+def test_threads_storing_at_once_through_one_backend_all_land(backend):
+    # A worker's step threads share its one backend (result_backend_thread_safe): a stage's
+    # hundreds of steps store STARTED, then SUCCESS, at the same moment through it.
+    def store(i):
+        backend.store_result(f"t-many-{i}", None, states.STARTED)
+        backend.store_result(f"t-many-{i}", {"step": i}, states.SUCCESS)
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        list(pool.map(store, range(512)))
+    metas = [backend.get_task_meta(f"t-many-{i}") for i in range(512)]
+    assert [(m["status"], m["result"]) for m in metas] == [
+        (states.SUCCESS, {"step": i}) for i in range(512)]
+

@@ -3,6 +3,7 @@ from celery.canvas import _chain, _chord
 
 from models import Stage, Step, Workflow
 from pipelines.orchestration import canvases
+from tests.support import read_celeryconfig
 
 
 def _rows():
@@ -52,18 +53,9 @@ def test_a_stage_with_no_step_to_run_is_its_callback_alone():
 
 
 def test_file_steps_run_their_own_tasks_on_the_files_queue(monkeypatch):
-    import importlib
-    import sys
-
     from celery.app.routes import MapRoute
 
-    if "pipelines.orchestration.celeryconfig" not in sys.modules:
-        # Read with a placeholder URL, never connected to, and forgotten afterwards so the
-        # app still reads the real configuration when it first needs it.
-        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-        monkeypatch.setitem(sys.modules, "pipelines.orchestration.celeryconfig", None)
-        del sys.modules["pipelines.orchestration.celeryconfig"]
-    celeryconfig = importlib.import_module("pipelines.orchestration.celeryconfig")
+    celeryconfig = read_celeryconfig(monkeypatch)
 
     workflow = Workflow(id=8, kind="stop_run", callback_task_id="wf")
     stages = [Stage(id=3, workflow_id=8, order=2, name="organize files", operation="organize",
@@ -79,3 +71,20 @@ def test_file_steps_run_their_own_tasks_on_the_files_queue(monkeypatch):
     assert routes("daqflow.files.organize") == routes("daqflow.files.backup") == {"queue": "files"}
     assert routes("daqflow.ecc.transition") is None  # the default queue: control
     assert celeryconfig.task_default_queue == "control"
+
+
+def test_the_threads_of_a_worker_share_one_result_backend(monkeypatch):
+    # Hundreds of step threads a process: one backend and its few pooled Redis connections,
+    # not a backend and a connection each.
+    import threading
+
+    from celery import Celery
+
+    own = Celery("celeryconfig-test", set_as_current=False)
+    own.config_from_object(read_celeryconfig(monkeypatch))
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(own.backend))
+    thread.start()
+    thread.join()
+    assert seen == [own.backend]
+    assert type(own.backend).__name__ == "RunControlRedisBackend"

@@ -119,15 +119,18 @@ def check_nodes() -> tuple[list[RouterStatus], list[EccProcessStatus]]:
         routers = s.exec(select(DataRouter, DaqNode)
                          .join(DaqNode, DataRouter.node_id == DaqNode.id)
                          .order_by(DataRouter.name)).all()
-        servers = s.exec(select(ECCServer, DaqNode)
-                         .join(DaqNode, ECCServer.node_id == DaqNode.id)
+        # The servers' names only, the nodes apart: an ORM object per server was most of
+        # the check of a thousand-server DAQ, which every start waits for.
+        nodes = {node.id: node for node in s.exec(select(DaqNode)).all()}
+        servers = s.exec(select(ECCServer.name, ECCServer.node_id)
+                         .where(ECCServer.node_id != None)  # noqa: E711
                          .order_by(ECCServer.name)).all()
         by_node: dict[NodeAccess, _NodeWork] = {}
         for router, node in routers:
             by_node.setdefault(access_of(node), _NodeWork()).routers.append(
                 (router.name, router.staging_dir, router.staging_quota_bytes))
-        for server, node in servers:
-            by_node.setdefault(access_of(node), _NodeWork()).ecc_servers.append(server.name)
+        for name, node_id in servers:
+            by_node.setdefault(access_of(nodes[node_id]), _NodeWork()).ecc_servers.append(name)
     if not by_node:
         return [], []
     with ThreadPoolExecutor(max_workers=min(16, len(by_node))) as pool:

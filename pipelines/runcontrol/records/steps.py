@@ -330,6 +330,15 @@ def latest_outcomes(s, stage_id: int) -> list:
         .where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
 
 
+def latest_to_send(s, stage_id: int) -> list:
+    """The newest attempt of each member of a stage as plain rows (id, stage_id, target,
+    operation, task_id, state): what a canvas is built from, without an ORM object per
+    step on the way to sending a workflow."""
+    return _newest_by_target(s.exec(
+        select(Step.id, Step.stage_id, Step.target, Step.operation, Step.task_id, Step.state)
+        .where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
+
+
 def _newest_by_target(attempts) -> list:
     # Given in attempt order: the last one seen for a target is its newest.
     newest = {attempt.target: attempt for attempt in attempts}
