@@ -40,7 +40,6 @@ def _client_for(url: str, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
-
 def acquire(seconds: float, key: str = KEY) -> str:
     """Take the lock (or another one, ``key``) for at most ``seconds``; returns the owner
     token, or raises Busy."""
