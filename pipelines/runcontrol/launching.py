@@ -236,7 +236,7 @@ def _create(kind: str, title: str, run_class: str, sheet: dict, step: dict, toke
             # time to launch a 1024-source start, on the path to its first stage.
             rows = [{"stage_id": stage.id, "target": target, "operation": operation,
                      "target_state": None if target_state is None else int(target_state),
-                     "task_id": str(uuid4()), "attempt": 1, "state": StepState.PENDING.value,
+                     "task_id": str(uuid4()),
                      "expected_seconds": history.get(target, default.get(
                          target, FILES_EXPECTED_SECONDS))}
                     for target, operation, target_state in stage_plan.members]

@@ -7,6 +7,9 @@ from pipelines.daq.ecc.client import EccClient, EccError, StateReport
 from pipelines.daq.ecc.payloads import ConfigId, DataLink
 from pipelines.daq.ecc.states import EccState, leads_to, state_name
 
+# Where a GetState finds a server against the transition's target (see _standing).
+DONE, UNDER_WAY = "done", "under way"
+
 
 def poll_delay(elapsed: float, expected: float) -> float:
     """Seconds to wait before the next GetState.
@@ -53,13 +56,12 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
         if sent is None:
             return False
     else:
-        report = seen or client.get_state()
-        if report.settled and report.state == target:
+        standing = _standing(seen or client.get_state(), target)
+        if standing == DONE:
             return False
-        sent = False
-        if report.settled or report.transition != target:
+        sent = standing is None
+        if sent:
             client.transition(operation, config, links)
-            sent = True
     # The deadline counts from when the server took the transition on: a worker paused
     # between its first GetState and the operation has not used the server's time.
     started = clock()
@@ -97,9 +99,15 @@ def _send_unless_done(client: EccClient, operation: str, target: EccState, confi
     except EccError as refused:
         if refused.code is None:
             raise  # no answer (the network, a timeout): GetState would tell nothing new
-        report = client.get_state()
-        if report.settled and report.state == target:
-            return None
-        if not report.settled and report.transition == target:
-            return False
-        raise
+        standing = _standing(client.get_state(), target)
+        if standing is None:
+            raise
+        return None if standing == DONE else False
+
+
+def _standing(report: StateReport, target: EccState) -> str | None:
+    """DONE when the server is settled in ``target``, UNDER_WAY when it is in transition
+    to it, None when the operation is still to be sent."""
+    if report.settled:
+        return DONE if report.state == target else None
+    return UNDER_WAY if report.transition == target else None

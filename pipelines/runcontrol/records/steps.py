@@ -221,7 +221,7 @@ def _begin_statement():
 
 
 def mark_running(c, row, worker: str | None, group_id: str | None,
-                  began_at: datetime | None = None) -> None:
+                 began_at: datetime | None = None) -> None:
     """Mark a step (read by ``step_row``) running on ``worker``, and its stage and
     workflow with it (``c``: a connection)."""
     # Conditional UPDATEs: a redelivered step keeps when it began (and names the worker
@@ -252,7 +252,7 @@ def finish_step(step_id: int, task_id: str, error: str | None = None,
         if row is None or row.state in ENDED_STEP_STATES:
             return  # delivered twice: counted once
         record_end(s.connection(), step_id, task_id, row.target, row.started_at, error,
-                    ecc_state, note)
+                   ecc_state, note)
 
 
 def finish_transition(step_id: int, task_id: str, order: TransitionOrder, ecc_state: int,
@@ -297,8 +297,8 @@ def _seen_statement(running: bool):
 
 
 def record_end(c, step_id: int, task_id: str, target: str, started_at: datetime | None,
-                error: str | None = None, ecc_state: int | None = None,
-                note: str | None = None) -> None:
+               error: str | None = None, ecc_state: int | None = None,
+               note: str | None = None) -> None:
     """Record a step's end (``c``: a connection), then, if it was this message's to
     record and a state was confirmed, its ECC server's state."""
     now = utcnow()
@@ -316,8 +316,7 @@ def record_end(c, step_id: int, task_id: str, target: str, started_at: datetime 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:
     """The newest attempt of each member of a stage."""
-    return _newest_by_target(s.exec(
-        select(Step).where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
+    return _latest(s, stage_id, Step)
 
 
 def latest_outcomes(s, stage_id: int) -> list:
@@ -325,18 +324,22 @@ def latest_outcomes(s, stage_id: int) -> list:
     state, error, note, finished_at): what callbacks read of a stage's hundreds of steps
     without building an ORM object for each (a fifth of a 1024-source start's last
     callbacks, on the path to the next stage)."""
-    return _newest_by_target(s.exec(
-        select(Step.target, Step.state, Step.error, Step.note, Step.finished_at)
-        .where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
+    return _latest(s, stage_id, Step.target, Step.state, Step.error, Step.note,
+                   Step.finished_at)
 
 
 def latest_to_send(s, stage_id: int) -> list:
     """The newest attempt of each member of a stage as plain rows (id, stage_id, target,
     operation, task_id, state): what a canvas is built from, without an ORM object per
     step on the way to sending a workflow."""
+    return _latest(s, stage_id, Step.id, Step.stage_id, Step.target, Step.operation,
+                   Step.task_id, Step.state)
+
+
+def _latest(s, stage_id: int, *columns) -> list:
+    # Every attempt of the stage's steps, in attempt order, folded to the newest.
     return _newest_by_target(s.exec(
-        select(Step.id, Step.stage_id, Step.target, Step.operation, Step.task_id, Step.state)
-        .where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
+        select(*columns).where(Step.stage_id == stage_id).order_by(Step.attempt)).all())
 
 
 def _newest_by_target(attempts) -> list:
