@@ -121,6 +121,10 @@ DATABASE_URL = _define(
 DB_POOL_SIZE = _define(
     "DAQFLOW_DB_POOL_SIZE", "5", count,
     "PostgreSQL connections each process keeps: the server's max_connections is for every host")
+SQLITE_POOL_SIZE = _define(
+    "DAQFLOW_SQLITE_POOL_SIZE", "3", count,
+    "SQLite connections each process keeps: SQLite writes one at a time, and a thread waits "
+    "its turn in the pool, in order, instead of in SQLite's busy handler")
 TOPOLOGY = _define(
     "DAQFLOW_TOPOLOGY", None, path,
     "the topology `daqflow up` loads and the simulator plays", shown="none")
