@@ -19,6 +19,9 @@ from models import settings
 _engine: Engine | None = None
 _engine_url: str | None = None
 _lock = threading.Lock()
+# Seconds a thread waits for a pooled connection, on either database, rather than failing:
+# hundreds of step threads share a few connections, and their sessions are short.
+POOL_WAIT_SECONDS = 60
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -52,16 +55,15 @@ def get_engine() -> Engine:
                 engine = create_engine(
                     url, connect_args={"check_same_thread": False, "timeout": 30},
                     pool_size=settings.SQLITE_POOL_SIZE.get(), max_overflow=0,
-                    pool_timeout=60,
+                    pool_timeout=POOL_WAIT_SECONDS,
                 )
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
-                # Hundreds of worker threads share a few connections (sessions are short):
-                # the server's max_connections (100 by default) is for every process of
-                # every host. A thread waits up to a minute for one rather than failing.
+                # A few connections per process: the server's max_connections (100 by
+                # default) is for every process of every host.
                 size = settings.DB_POOL_SIZE.get()
                 engine = create_engine(
-                    url, pool_size=size, max_overflow=2 * size, pool_timeout=60,
+                    url, pool_size=size, max_overflow=2 * size, pool_timeout=POOL_WAIT_SECONDS,
                     pool_pre_ping=True
                 )
             if _engine is not None:

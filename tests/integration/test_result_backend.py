@@ -64,4 +64,3 @@ def test_threads_storing_at_once_through_one_backend_all_land(backend):
     metas = [backend.get_task_meta(f"t-many-{i}") for i in range(512)]
     assert [(m["status"], m["result"]) for m in metas] == [
         (states.SUCCESS, {"step": i}) for i in range(512)]
-
