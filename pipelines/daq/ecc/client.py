@@ -20,6 +20,7 @@ from pipelines.daq.ecc.payloads import (
     data_link_set_xml,
     parse_config_ids,
 )
+from pipelines.daq.ecc.replies import FlatReply
 from pipelines.daq.ecc.states import Operation
 from pipelines.daq.ecc.transport import WSDL_DIR, ClosedNetworkTransport, WireError
 
@@ -77,7 +78,8 @@ def load_wsdl(path: str | None = None):
 
 
 def _soap(wsdl: str | None = None):
-    """zeep's side of the ECC calls, one per WSDL in a process: (client, service, binding).
+    """zeep's side of the ECC calls, one per WSDL in a process: (client, service, binding,
+    a FlatReply for each operation).
 
     Building a request and reading an answer need the WSDL's binding, not the server: a
     service proxy of each server's own was most of a first call's CPU, and every worker
@@ -91,8 +93,10 @@ def _soap(wsdl: str | None = None):
         client = Client(load_wsdl(path), transport=ClosedNetworkTransport(*_timeouts()),
                         settings=Settings(strict=True, xml_huge_tree=False))
         # The address is not in the requests it builds: each EccClient posts to its own.
-        built = (client, client.create_service(BINDING, "http://ecc.invalid/"),
-                 client.wsdl.bindings[BINDING])
+        binding = client.wsdl.bindings[BINDING]
+        built = (client, client.create_service(BINDING, "http://ecc.invalid/"), binding,
+                 {name: FlatReply(operation)
+                  for name, operation in binding.all().items()})
         with _clients_lock:
             found = _soaps.setdefault(path, built)
     return found
@@ -108,7 +112,7 @@ class EccClient:
         # Its own connections (a few kept alive), on zeep's shared request builder.
         self._transport = ClosedNetworkTransport(connect_timeout or default_connect,
                                                  read_timeout or default_read)
-        self._zeep, self._service, self._binding = _soap(wsdl)
+        self._zeep, self._service, self._binding, self._readers = _soap(wsdl)
         # Requests as bytes, by operation and arguments: a poll's GetState is the same
         # every time, and so is a server's Start from one run to the next. zeep building
         # them anew was a third of a poll's CPU, with hundreds of servers polled at once.
@@ -140,7 +144,10 @@ class EccClient:
                        "Content-Type": "text/xml; charset=utf-8"}
             reply = self._transport.post(self.url, self._request(operation, key, arguments),
                                          headers)
-            response = self._binding.process_reply(self._zeep, soap, reply)
+            # The plain answers read directly; faults and anything unusual by zeep.
+            response = (self._readers[operation].read(reply.status_code, reply.content_type,
+                                                      reply.content)
+                        or self._binding.process_reply(self._zeep, soap, reply))
         except WireError as exc:
             raise EccError(self.name, operation, str(exc)) from None
         except ZeepError as exc:
