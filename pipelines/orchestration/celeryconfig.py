@@ -2,6 +2,10 @@
 from models import settings
 
 broker_url = settings.broker_url()
+# On Redis, kombu's Redis transport keeping one client per channel instead of building one
+# for every message published, delivered and acknowledged (pipelines.orchestration.broker).
+if broker_url.split("://", 1)[0] in ("redis", "rediss"):
+    broker_transport = "pipelines.orchestration.broker:Transport"
 # Redis results, through daqflow's backend class: it never subscribes to result channels
 # (daqflow reads results with MGET and never waits on them).
 _backend_class = "pipelines.orchestration.results:RunControlRedisBackend"
