@@ -53,6 +53,19 @@ def test_a_chunked_answer_is_joined(pair):
     assert (status, body, reusable) == (200, BODY, True)
 
 
+def test_bare_line_feeds_are_read_as_http_client_reads_them(pair):
+    status, fields, body, reusable = answer(
+        pair, b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n",
+        b"9\n<SOAP-ENV\nB\r\n:Envelope/>\n0\n\n")
+    assert (status, fields["transfer-encoding"], body, reusable) == (200, "chunked", BODY, True)
+
+
+def test_a_chunk_longer_than_its_size_is_unreadable(pair):
+    with pytest.raises(_Unreadable, match="longer than its size"):
+        answer(pair, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+               b"2\r\n<SOAP\r\n0\r\n\r\n")
+
+
 def test_an_answer_without_a_length_ends_at_the_close_and_is_not_kept(pair):
     status, _, body, reusable = answer(pair, b"HTTP/1.0 200 OK\r\n\r\n", BODY, close=True)
     assert (status, body, reusable) == (200, BODY, False)

@@ -117,16 +117,20 @@ class Wire:
 
     def _head(self) -> tuple[str, int, dict[str, str]]:
         while True:
-            end = self.pending.find(b"\r\n\r\n")
+            # Lines end in CRLF; a bare LF is read as well, as http.client reads it.
+            end, blank = self.pending.find(b"\r\n\r\n"), 4
+            bare = self.pending.find(b"\n\n")
+            if bare >= 0 and (end < 0 or bare < end):
+                end, blank = bare, 2
             if end >= 0:
-                head, self.pending = self.pending[:end], self.pending[end + 4:]
+                head, self.pending = self.pending[:end], self.pending[end + blank:]
                 break
             if len(self.pending) > MAX_HEAD:
                 raise _Unreadable(f"no end of its headers in {MAX_HEAD} bytes")
             if not self._receive():
                 raise ConnectionResetError("closed without answering" if not self.pending
                                            else "closed in the middle of its headers")
-        status_line, *lines = head.decode("iso-8859-1").split("\r\n")
+        status_line, *lines = head.decode("iso-8859-1").replace("\r\n", "\n").split("\n")
         version, _, rest = status_line.partition(" ")
         if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
             raise _Unreadable(f"status line {status_line[:80]!r}")
@@ -139,11 +143,11 @@ class Wire:
         return version, int(rest[:3]), fields
 
     def _line(self) -> bytes:
-        while (end := self.pending.find(b"\r\n")) < 0:
+        while (end := self.pending.find(b"\n")) < 0:
             if len(self.pending) > MAX_HEAD or not self._receive():
                 raise _Unreadable("a chunk's size line is cut or too long")
-        line, self.pending = self.pending[:end], self.pending[end + 2:]
-        return line
+        line, self.pending = self.pending[:end], self.pending[end + 1:]
+        return line.rstrip(b"\r")
 
     def _exactly(self, length: int) -> bytes:
         while len(self.pending) < length:
@@ -165,7 +169,8 @@ class Wire:
                     pass
                 return b"".join(chunks)
             chunks.append(self._exactly(size))
-            self._exactly(2)  # the CRLF after each chunk
+            if self._line():  # the line end after each chunk
+                raise _Unreadable("a chunk is longer than its size says")
 
 
 class ClosedNetworkTransport(Transport):
