@@ -188,6 +188,20 @@ class Daq:
         used["redis"] = sum(proc_cpu_seconds(pid) for pid in _redis_pids(self.redis_url))
         return used
 
+    def quiet_cpu_seconds(self, window: float = 0.1, busy: float = 0.005,
+                          timeout: float = 10.0) -> dict[str, float]:
+        """``cpu_seconds()`` once the processes have all but stopped working (less than
+        ``busy`` CPU seconds in ``window``): what a start still does after it is recorded
+        (its last results, acknowledgements) is counted with it, not with what runs next."""
+        used, deadline = self.cpu_seconds(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(window)
+            now = self.cpu_seconds()
+            if sum(now.values()) - sum(used.values()) < busy:
+                return now
+            used = now
+        return used
+
     def stop_process(self, name: str) -> None:
         process = self.processes.pop(name, None)
         if process is not None:

@@ -209,36 +209,48 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             # One start first, not timed, on the fresh workers: it pays once what a control
             # host pays once after `daqflow up` (the pools' threads, a kept-alive connection
             # from each worker process to each ECC server, the servers' SOAP requests).
-            # The engine's runs come after daqflow's, on workers warm by then, so both
-            # sides are measured warm. Its wall time is reported apart.
-            row["first_start_seconds"] = timed_start(daq, timeout)[1]
-            cpu_before, busy_before, began = daq.cpu_seconds(), busy_cpu_seconds(), time.time()
-            starts = [timed_start(daq, timeout) for _ in range(reps)]
+            # The engine's own first run follows, untimed too: both sides are measured on
+            # warm workers. The first start's wall time is reported apart.
+            first_id, row["first_start_seconds"] = timed_start(daq, timeout)
+            # The engine alone on the same workers: the same chain of chords (its shape read
+            # off that first start), members that only sleep T, callbacks that do nothing.
+            shape = [stage["steps"] for stage in stage_timeline(first_id)]
+            engine.run(shape, seconds, timeout)  # its own first run, not timed either
+            # Then daqflow and the engine in turn, start by start: a machine that is slower
+            # for a while (a neighbour on the host) weighs on both alike.
+            used = {"daqflow": {}, "engine": {}}
+            starts, engine_walls, busy, busy_wall = [], [], 0.0, 0.0
+            for _ in range(reps):
+                before = daq.quiet_cpu_seconds()
+                busy_before, began = busy_cpu_seconds(), time.time()
+                starts.append(timed_start(daq, timeout))
+                # How loaded the whole machine was (2.0 = both cores busy all along).
+                busy += busy_cpu_seconds() - busy_before
+                busy_wall += time.time() - began
+                between = daq.quiet_cpu_seconds()
+                engine_walls.append(engine.run(shape, seconds, timeout))
+                after = daq.quiet_cpu_seconds()
+                for side, (start, end) in (("daqflow", (before, between)),
+                                           ("engine", (between, after))):
+                    for name, seconds_used in end.items():
+                        used[side][name] = (used[side].get(name, 0.0) + seconds_used
+                                            - start.get(name, 0.0))
             walls = [wall for _, wall in starts]
-            # How loaded the whole machine was (2.0 = both cores busy all along).
-            row["busy_cores"] = round((busy_cpu_seconds() - busy_before) / (time.time() - began), 2)
+            row["busy_cores"] = round(busy / busy_wall, 2)
             # The stages of the median start: when steps began, ended, and the stage completed.
             row["timeline"] = stage_timeline(sorted(starts, key=lambda st: st[1])[reps // 2][0])
             # The floor: one transition time per stage (re-arm the MuTAnT: Breakup and
             # Configure; the CoBos in parallel; the MuTAnT).
-            shape = [stage["steps"] for stage in row["timeline"]]
             floor = len(shape) * seconds
             row.update(floor_seconds=floor, stages=shape)
             # Where the time goes: CPU milliseconds per source, per process.
-            row["cpu_ms_per_source"] = {
-                name: round(1000 * (used - cpu_before.get(name, 0.0)) / (reps * n), 2)
-                for name, used in daq.cpu_seconds().items()}
-            # The engine alone on the same workers: the same chain of chords, members that
-            # only sleep T, callbacks that do nothing.
-            engine.run(shape, seconds, timeout)  # its own first run, not timed either
-            cpu_before = daq.cpu_seconds()
-            engine_walls = [engine.run(shape, seconds, timeout) for _ in range(reps)]
+            row["cpu_ms_per_source"] = {name: round(1000 * cpu / (reps * n), 2)
+                                        for name, cpu in used["daqflow"].items()}
             row["engine"] = {"walls": engine_walls, "median": statistics.median(engine_walls),
                              "ratio": statistics.median(engine_walls) / floor,
                              "cpu_ms_per_source": {
-                                 name: round(1000 * (used - cpu_before.get(name, 0.0))
-                                             / (reps * n), 2)
-                                 for name, used in daq.cpu_seconds().items()}}
+                                 name: round(1000 * cpu / (reps * n), 2)
+                                 for name, cpu in used["engine"].items()}}
             if profile is not None:
                 row["profile"] = profiled_starts(daq, profile / f"n{n}", timeout)
             # Callback latency from Celery's task events, switched on only now: they cost
