@@ -17,6 +17,10 @@ import models.db
 from models import migrate
 from tests.support import POSTGRES, ROOT
 
+# Each test makes databases of its own, on both engines, whatever the session's database:
+# .ci/run's first pass only.
+pytestmark = pytest.mark.database_agnostic
+
 
 @pytest.fixture
 def sqlite_url(tmp_path):

@@ -170,6 +170,7 @@ def test_the_workflow_page_shows_who_did_what(running_daq):
         < rows.index(">replay<") and "steps: ecc-cobo2" in rows
 
 
+@pytest.mark.database_agnostic
 def test_the_app_refuses_to_start_without_a_secret_key(daq, tmp_path):
     from webui import create_app
     from webui.auth import MissingSecretKey
