@@ -109,6 +109,22 @@ def no_network(monkeypatch):
     return attempts
 
 
+def pytest_collection_finish(session):
+    # The wheel's tests need it built and installed: started now, in the background.
+    if any(item.nodeid.startswith("tests/integration/test_wheel.py") for item in session.items):
+        from tests.support import wheel
+
+        where = SESSION_DIR / "wheel"
+        session.config.wheel_build = (wheel.start_build(where), where)
+
+
+def pytest_unconfigure(config):
+    # A build the session did not wait for (its tests deselected on the way, or failed).
+    build, _ = getattr(config, "wheel_build", (None, None))
+    if build is not None and build.poll() is None:
+        stop_process(build)
+
+
 def pytest_report_header(config):
     return f"daqflow test database: {DATABASE} ({os.environ.get('DAQFLOW_DATABASE_URL')})"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli.supervisor import free_port
-from tests.support import ROOT
 from tests.support.processes import wait_for
 
 # What it checks does not depend on the database: .ci/run's first pass only.
@@ -29,18 +27,16 @@ SESSION_SETTINGS = ("REDIS_URL", "DAQFLOW_BROKER_URL", "DAQFLOW_RESULT_BACKEND",
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """daqflow's wheel, built from this checkout and installed into a venv of its own."""
-    where = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(where),
-                    str(ROOT)], check=True, timeout=300)
-    wheel = next(where.glob("daqflow-*.whl"))
-    venv = where / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    # No byte-compiling of every dependency: it was a third of the install's time here.
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-compile", str(wheel)],
-                   check=True, timeout=600)
-    return wheel, venv
+def installed(request, tmp_path_factory):
+    """daqflow's wheel, built from this checkout and installed into a venv of its own (the
+    session started it in the background; see tests/support/wheel.py)."""
+    from tests.support import wheel
+
+    build, where = getattr(request.config, "wheel_build", (None, None))
+    if build is None:  # a session that did not see these tests coming
+        where = tmp_path_factory.mktemp("wheel")
+        build = wheel.start_build(where)
+    return wheel.finish_build(build, where)
 
 
 def test_the_wheel_carries_what_the_demo_needs_and_no_checkout_files(installed):
