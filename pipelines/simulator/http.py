@@ -13,10 +13,11 @@ from urllib.parse import urlparse
 
 from lxml import etree
 
+from pipelines.daq.ecc.replies import SOAP_ENV
+
 if TYPE_CHECKING:  # the simulator imports this module, not the other way round
     from pipelines.simulator.ecc import Simulator
 
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 ECC_NS = "urn:ecc"
 
 

@@ -187,8 +187,9 @@ class ClosedNetworkTransport(Transport):
         # Idle connections by (scheme, host, port); list.pop and append are atomic, so the
         # step threads that share one server's client need no lock to take and give back.
         self._idle: dict[tuple, list[Wire]] = {}
-        # Each address's request line and fixed headers, built once.
-        self._heads: dict[str, str] = {}
+        # Each address's connection key, and its request line and fixed headers: worked
+        # out once, not for every poll.
+        self._addresses: dict[str, tuple[tuple, str]] = {}
 
     def load(self, url):
         local = LOCAL_SCHEMAS.get(url) or LOCAL_SCHEMAS.get(url.rstrip("/") + "/")
@@ -203,14 +204,14 @@ class ClosedNetworkTransport(Transport):
         return super().load(url)
 
     def post(self, address, message, headers):
-        parts = urlsplit(address)
-        key = (parts.scheme, parts.hostname, parts.port)
-        head = self._heads.get(address)
-        if head is None:
+        known = self._addresses.get(address)
+        if known is None:
+            parts = urlsplit(address)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            head = self._heads.setdefault(address, (
-                f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                "Accept-Encoding: identity\r\n"))
+            known = self._addresses.setdefault(address, (
+                (parts.scheme, parts.hostname, parts.port),
+                f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept-Encoding: identity\r\n"))
+        key, head = known
         request = (head + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
                    + f"Content-Length: {len(message)}\r\n\r\n").encode("iso-8859-1") + message
         wire = self._take(key, address)
