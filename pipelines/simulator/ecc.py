@@ -29,15 +29,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import ThreadingHTTPServer
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
 from lxml import etree
 
-from pipelines.daq.ecc.payloads import parse_config_ids, parse_data_link_set
+from pipelines.daq.ecc.payloads import ConfigId, parse_config_ids, parse_data_link_set
 from pipelines.daq.ecc.states import TRANSITIONS, UNDO_FROM, EccState, Operation
-from pipelines.simulator.http import SOAP_ENV, Listener, handler_for, soap_response
+from pipelines.simulator.http import SOAP_ENV, Wire, soap_response
 from pipelines.topology.loading import ecc_dirs
 from pipelines.topology.schema import Topology, TopologyError
 
@@ -104,6 +104,13 @@ class SimulatedServer:
         return None
 
 
+@lru_cache(maxsize=64)
+def first_config(text: str) -> ConfigId:
+    """The first config of a configID argument: every server of a run is sent the same
+    one, read once here (twice for each transition was a fifth of the simulator's CPU)."""
+    return parse_config_ids(text)[0]
+
+
 def _config_dir(topology: Topology, spec) -> Path | None:
     """A server's config directory on this machine, if the topology gives it one."""
     try:
@@ -132,13 +139,15 @@ class Simulator:
             self.routes.setdefault(address, {})[url.path.rstrip("/") or "/"] = server
         self.log: deque = deque(maxlen=200_000)
         self.log_lock = threading.Lock()
-        self.httpds: dict[tuple[str, int], ThreadingHTTPServer] = {}
+        self.wire: Wire | None = None  # listening once ``serve`` has run
         self.echo = False
         self.routers = None  # SimulatedRouters, when ``run`` plays them
 
     # --- the ECC operations ---------------------------------------------------------
 
-    def handle_soap(self, server: SimulatedServer, body: bytes) -> str:
+    def answer_soap(self, server: SimulatedServer, body: bytes) -> tuple[str, float]:
+        """A SOAP request's answer, and how many seconds late it is to arrive (a slow
+        fault)."""
         envelope = etree.fromstring(body)
         request = envelope.find(f"{{{SOAP_ENV}}}Body")[0]
         operation = etree.QName(request).localname
@@ -147,9 +156,8 @@ class Simulator:
         slow = server.fault(operation, ("slow",))
         with server.lock:
             answer = self._operate(server, operation, args)
-        if slow:  # made at once, late to arrive: by then a GetState's word may be stale
-            time.sleep(slow.seconds)
-        return answer
+        # Made at once, late to arrive: by then a GetState's word may be stale.
+        return answer, slow.seconds if slow else 0.0
 
     def _operate(self, server: SimulatedServer, operation: str, args: dict) -> str:
         server.settle(time.monotonic())
@@ -191,7 +199,7 @@ class Simulator:
             return (f"{operation} needs state {TRANSITIONS[operation][0].name}, "
                     f"server is {EccState(server.state).name}")
         try:
-            config = parse_config_ids(args.get("configID", ""))[0]
+            config = first_config(args.get("configID", ""))
             links = parse_data_link_set(args.get("table", ""))
         except (etree.XMLSyntaxError, IndexError, AttributeError, TypeError, ValueError):
             return "malformed configID or table"
@@ -209,7 +217,7 @@ class Simulator:
         entry = {"time": stamp, "server": server, "operation": operation}
         if config_xml:
             try:
-                entry["config"] = parse_config_ids(config_xml)[0].describe
+                entry["config"] = first_config(config_xml).describe
             except (etree.XMLSyntaxError, IndexError, ValueError):
                 entry["config"] = None
         with self.log_lock:
@@ -306,35 +314,29 @@ class Simulator:
     # --- HTTP ---------------------------------------------------------------------
 
     def serve(self, control_port: int | None = None) -> None:
-        """Open every listener (and an optional control-only port) in background threads."""
+        """Listen on every address (and an optional control-only port), served by one
+        event loop in a background thread."""
+        if self.wire is None:
+            self.wire = Wire(self)
         for address in self.routes:
-            self._open(address)
+            self.wire.open(address)
         if control_port:
-            self._open(("127.0.0.1", control_port))
-
-    def _open(self, address: tuple[str, int]) -> None:
-        httpd = Listener(address, handler_for(self, address))
-        self.httpds[address] = httpd
-        threading.Thread(target=httpd.serve_forever, name=f"sim-{address[1]}",
-                         daemon=True).start()
+            self.wire.open(("127.0.0.1", control_port))
 
     def close_port_of(self, server: SimulatedServer) -> None:
         for address, paths in self.routes.items():
-            if server in paths.values() and address in self.httpds:
-                httpd = self.httpds.pop(address)
-                httpd.shutdown()
-                httpd.server_close()
+            if server in paths.values() and self.wire is not None:
+                self.wire.close(address)
 
     def reopen_all(self) -> None:
-        for address in self.routes:
-            if address not in self.httpds:
-                self._open(address)
+        if self.wire is not None:
+            for address in self.routes:
+                self.wire.open(address)
 
     def shutdown(self) -> None:
-        for httpd in list(self.httpds.values()):
-            httpd.shutdown()
-            httpd.server_close()
-        self.httpds.clear()
+        if self.wire is not None:
+            self.wire.shutdown()
+            self.wire = None
 
 
 def run(topology: Topology, control_port: int | None = None,

@@ -136,6 +136,27 @@ def test_slow_answer_hits_the_read_timeout(sim):
         client(sim, 3, read_timeout=0.5).get_state()
 
 
+def test_a_slow_server_holds_up_no_other_server_of_the_simulator(sim):
+    # One simulator plays every server on one event loop: a late answer must wait on its
+    # own connection only, as a slow board would.
+    import threading
+
+    sim.fault("ecc-cobo3", "slow", operation="GetState", seconds=2.0)
+    late = {}
+    waiting = threading.Thread(target=lambda: late.update(
+        report=client(sim, 3, read_timeout=5.0).get_state(), at=time.monotonic()))
+    asked = time.monotonic()
+    waiting.start()
+    deadline = time.monotonic() + 5
+    while not any(e["server"] == "ecc-cobo3" for e in sim.log(transitions_only=False)):
+        assert time.monotonic() < deadline, "the slow server never got its request"
+        time.sleep(0.01)
+    assert client(sim, 4).get_state().state == EccState.IDLE
+    assert time.monotonic() - asked < 1.5, "another server's answer waited for the slow one"
+    waiting.join(10)
+    assert late["report"].state == EccState.IDLE and late["at"] - asked >= 2.0
+
+
 def test_already_in_target_state_sends_nothing(sim):
     sim.set_state("ecc-cobo0", EccState.READY)
     assert drive(client(sim), "Configure", EccState.READY) is False
@@ -195,54 +216,42 @@ def test_client_talks_to_the_simulator_through_a_deployment_wsdl(tmp_path, sim, 
 
 @pytest.fixture
 def one_server(tmp_path):
-    """One simulated ECC server on its own listener, whose handler counts connections and
-    can close each one after its answer without saying so (as a server restarted between
-    two polls, or one with a short keep-alive, does)."""
+    """One simulated ECC server on its own listener, whose connections are counted and can
+    be closed after their answer without saying so (as a server restarted between two
+    polls, or one with a short keep-alive, does)."""
     import socket
     import threading
 
     from pipelines.cli.supervisor import free_port
     from pipelines.simulator.ecc import Simulator
-    from pipelines.simulator.http import handler_for
+    from pipelines.simulator.http import Connection, Wire
 
     port = free_port()
     sim = Simulator(one_server_topology(port, "ecc-cobo0", ["CoBo[0]"]))
     seen = {"connections": 0, "closed": threading.Semaphore(0), "close_after_answer": False}
 
-    class Counting(handler_for(sim, ("127.0.0.1", port))):
-        def setup(self):
+    class Counting(Connection):
+        def connection_made(self, transport):
             seen["connections"] += 1
-            super().setup()
+            super().connection_made(transport)
 
-        def do_POST(self):
-            super().do_POST()
-            self.close_connection = seen["close_after_answer"]
+        def keep_open(self, request):
+            return super().keep_open(request) and not seen["close_after_answer"]
 
-        def finish(self):
-            super().finish()
-            if self.close_connection:
-                # The FIN goes now, not when the server thread gets to close the socket:
-                # the test reads "closed" as "the client's socket can tell".
-                self.connection.shutdown(socket.SHUT_WR)
+        def connection_lost(self, exc):
+            # The FIN goes now, not when the loop gets to close the socket: the test reads
+            # "closed" as "the client's socket can tell".
+            try:
+                self.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
+            except (AttributeError, OSError):
+                pass
+            super().connection_lost(exc)
             seen["closed"].release()
 
-    listener = listen(port, Counting)
+    wire = Wire(sim, Counting)
+    wire.open(("127.0.0.1", port))
     yield f"http://127.0.0.1:{port}/", seen
-    listener.shutdown()
-    listener.server_close()
-
-
-def listen(port: int, handler, tls=None):
-    """Serve ``handler`` on ``port`` in a thread (over TLS with the ``tls`` context)."""
-    import threading
-
-    from pipelines.simulator.http import Listener
-
-    listener = Listener(("127.0.0.1", port), handler)
-    if tls is not None:
-        listener.socket = tls.wrap_socket(listener.socket, server_side=True)
-    threading.Thread(target=listener.serve_forever, daemon=True).start()
-    return listener
+    wire.shutdown()
 
 
 def test_polls_reuse_one_kept_alive_connection(one_server):
@@ -300,14 +309,15 @@ def test_an_ecc_server_on_https_is_reached_only_with_a_certificate_the_host_trus
 
     from pipelines.cli.supervisor import free_port
     from pipelines.simulator.ecc import Simulator
-    from pipelines.simulator.http import handler_for
+    from pipelines.simulator.http import Wire
 
     cert, key = self_signed_certificate(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     port = free_port()
     sim = Simulator(one_server_topology(port, "ecc-cobo0", ["CoBo[0]"]))
-    listener = listen(port, handler_for(sim, ("127.0.0.1", port)), tls)
+    wire = Wire(sim, ssl=tls)
+    wire.open(("127.0.0.1", port))
     url = f"https://127.0.0.1:{port}/"
     try:
         with pytest.raises(EccError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -316,8 +326,7 @@ def test_an_ecc_server_on_https_is_reached_only_with_a_certificate_the_host_trus
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         assert EccClient("ecc-cobo0", url).get_state().state == EccState.IDLE
     finally:
-        listener.shutdown()
-        listener.server_close()
+        wire.shutdown()
 
 
 def _exchange(port: int, request: bytes) -> bytes:
