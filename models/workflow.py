@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from models.columns import timestamp
@@ -47,8 +47,13 @@ class Stage(SQLModel, table=True):
 
 # One attempt of one member of a stage: an ECC server's transition, or a node's files.
 class Step(SQLModel, table=True):
+    # A step's attempts by stage and target, newest last: beginning a step asks whether a
+    # replay made a newer attempt of its target, and with only stage_id indexed that read
+    # every step of the stage, N times a stage (252 against 24 us a step at N = 1024).
+    __table_args__ = (Index("ix_step_stage_target_attempt", "stage_id", "target", "attempt"),)
+
     id: Optional[int] = Field(default=None, primary_key=True)
-    stage_id: int = Field(foreign_key="stage.id", index=True)
+    stage_id: int = Field(foreign_key="stage.id")
     # ECC server (or data router) name; names outlive topology reloads.
     target: str = Field(max_length=200)
     operation: str = Field(max_length=32)
