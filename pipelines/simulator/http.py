@@ -298,10 +298,6 @@ class Wire:
                 sock.close()
         self._in_loop(stop)
 
-    def addresses(self) -> list[tuple[str, int]]:
-        """The addresses listening now."""
-        return self._in_loop(lambda: list(self.listening))
-
     def shutdown(self) -> None:
         """Close every address and every connection, and stop the loop's thread."""
         def stop():
