@@ -9,6 +9,7 @@ from pipelines.daq.ecc.drive import drive as drive_transition
 from pipelines.daq.ecc.payloads import ConfigId, DataLink
 from pipelines.daq.ecc.states import EccState
 from pipelines.topology import schema
+from tests.support.processes import wait_for
 from tests.support.wsdl import gsoap_style_wsdl
 
 # What it checks does not depend on the database: .ci/run's first pass only.
@@ -147,10 +148,8 @@ def test_a_slow_server_holds_up_no_other_server_of_the_simulator(sim):
         report=client(sim, 3, read_timeout=5.0).get_state(), at=time.monotonic()))
     asked = time.monotonic()
     waiting.start()
-    deadline = time.monotonic() + 5
-    while not any(e["server"] == "ecc-cobo3" for e in sim.log(transitions_only=False)):
-        assert time.monotonic() < deadline, "the slow server never got its request"
-        time.sleep(0.01)
+    wait_for(lambda: any(e["server"] == "ecc-cobo3" for e in sim.log(transitions_only=False)),
+             timeout=5, interval=0.01, message="the slow server to get its request")
     assert client(sim, 4).get_state().state == EccState.IDLE
     assert time.monotonic() - asked < 1.5, "another server's answer waited for the slow one"
     waiting.join(10)
