@@ -20,12 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.harness import ROOT
-
-
-def _user_system_ticks(pid: int) -> tuple[int, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
+from bench.harness import ROOT, proc_cpu_split
 
 
 def _client(port: int, names: list[str], rounds: int, ready, go, failures) -> None:
@@ -82,15 +77,15 @@ def measure(servers: int, processes: int, rounds: int) -> dict:
         for client in clients:
             client.start()
         ready.wait()  # every client connected, its threads waiting for the go
-        before, began = _user_system_ticks(simulator.pid), time.monotonic()
+        before, began = proc_cpu_split(simulator.pid), time.monotonic()
         go.wait()
         for client in clients:
             client.join()
-        after, wall = _user_system_ticks(simulator.pid), time.monotonic() - began
-        requests, tick = servers * processes * rounds, os.sysconf("SC_CLK_TCK")
+        after, wall = proc_cpu_split(simulator.pid), time.monotonic() - began
+        requests = servers * processes * rounds
         return {"servers": servers, "processes": processes, "requests": requests,
-                "user_us": 1e6 * (after[0] - before[0]) / tick / requests,
-                "system_us": 1e6 * (after[1] - before[1]) / tick / requests,
+                "user_us": 1e6 * (after[0] - before[0]) / requests,
+                "system_us": 1e6 * (after[1] - before[1]) / requests,
                 "wall_seconds": wall, "failed": failures.value,
                 "threads": len(os.listdir(f"/proc/{simulator.pid}/task"))}
     finally:
