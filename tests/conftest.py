@@ -121,8 +121,10 @@ def pytest_collection_finish(session):
 def pytest_unconfigure(config):
     # A build the session did not wait for (its tests deselected on the way, or failed).
     build, _ = getattr(config, "wheel_build", (None, None))
-    if build is not None and build.poll() is None:
-        stop_process(build)
+    if build is not None:
+        from tests.support import wheel
+
+        wheel.stop_build(build)
 
 
 def pytest_report_header(config):

@@ -6,7 +6,9 @@ session, while the tests before them mostly wait on their servers.
 """
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +24,23 @@ def start_build(where: Path) -> subprocess.Popen:
               f"{shlex.quote(str(ROOT))}; {python} -m venv {venv}; "
               # No byte-compiling of every dependency: a third of the install's time.
               f"{venv}/bin/pip install -q --no-compile {shlex.quote(str(where))}/daqflow-*.whl")
-    return subprocess.Popen(["bash", "-c", script], stdout=open(where / "build.log", "wb"),
-                            stderr=subprocess.STDOUT)
+    with open(where / "build.log", "wb") as log:
+        # A session of its own: stopping the build stops the pip it is running too.
+        return subprocess.Popen(["bash", "-c", script], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_build(build: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a build the session did not wait for: its process group (the bash this session
+    started, and the pip it runs), SIGTERM, then SIGKILL if it lingers."""
+    if build.poll() is not None:
+        return
+    os.killpg(build.pid, signal.SIGTERM)
+    try:
+        build.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(build.pid, signal.SIGKILL)
+        build.wait()
 
 
 def finish_build(build: subprocess.Popen, where: Path, timeout: float = 600) -> tuple[Path, Path]:
