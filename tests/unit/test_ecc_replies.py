@@ -70,9 +70,8 @@ def soap(request, tmp_path_factory):
 
 
 def zeep_reads(soap, operation, content, status=200):
-    client, _service, binding, _readers = soap
     reply = Reply(status, {"content-type": "text/xml; charset=utf-8"}, content)
-    return binding.process_reply(client, binding.get(operation), reply)
+    return soap.binding.process_reply(soap.zeep, soap.binding.get(operation), reply)
 
 
 def fields_of(answer, operation) -> dict:
@@ -84,7 +83,7 @@ def fields_of(answer, operation) -> dict:
 @pytest.mark.parametrize("case", PLAIN)
 def test_a_plain_answer_is_read_directly_as_zeep_reads_it(soap, case):
     operation, content = PLAIN[case]
-    answer = soap[3][operation].read(200, "text/xml; charset=utf-8", content)
+    answer = soap.readers[operation].read(200, "text/xml; charset=utf-8", content)
     assert answer is not None
     assert fields_of(answer, operation) == fields_of(zeep_reads(soap, operation, content),
                                                      operation)
@@ -93,25 +92,25 @@ def test_a_plain_answer_is_read_directly_as_zeep_reads_it(soap, case):
 @pytest.mark.parametrize("case", UNUSUAL)
 def test_an_unusual_answer_is_left_to_zeep(soap, case):
     operation, content = UNUSUAL[case]
-    assert soap[3][operation].read(200, "text/xml", content) is None
+    assert soap.readers[operation].read(200, "text/xml", content) is None
 
 
 def test_a_fault_is_left_to_zeep_which_raises_it_with_the_servers_words(soap):
     fault = envelope("<SOAP-ENV:Fault><faultcode>SOAP-ENV:Server</faultcode>"
                      "<faultstring>board 3 does not answer</faultstring></SOAP-ENV:Fault>")
-    assert soap[3]["GetState"].read(500, "text/xml", fault) is None
-    assert soap[3]["GetState"].read(200, "text/xml", fault) is None
+    assert soap.readers["GetState"].read(500, "text/xml", fault) is None
+    assert soap.readers["GetState"].read(200, "text/xml", fault) is None
     with pytest.raises(Fault, match="board 3 does not answer"):
         zeep_reads(soap, "GetState", fault, status=500)
 
 
 def test_another_media_type_or_status_is_left_to_zeep(soap):
     content = envelope(state())
-    assert soap[3]["GetState"].read(200, "multipart/related; type=text/xml", content) is None
-    assert soap[3]["GetState"].read(202, "text/xml", content) is None
-    assert soap[3]["GetState"].read(200, "application/soap+xml", content) is not None
+    assert soap.readers["GetState"].read(200, "multipart/related; type=text/xml", content) is None
+    assert soap.readers["GetState"].read(202, "text/xml", content) is None
+    assert soap.readers["GetState"].read(200, "application/soap+xml", content) is not None
 
 
 def test_a_doctype_is_left_to_zeep(soap):
     content = envelope(state()).replace(b"?>", b'?><!DOCTYPE x [<!ENTITY a "b">]>', 1)
-    assert soap[3]["GetState"].read(200, "text/xml", content) is None
+    assert soap.readers["GetState"].read(200, "text/xml", content) is None

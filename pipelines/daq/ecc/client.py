@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from lxml import etree
 
@@ -21,13 +21,12 @@ from pipelines.daq.ecc.payloads import (
     parse_config_ids,
 )
 from pipelines.daq.ecc.replies import FlatReply
+from pipelines.daq.ecc.requests import FlatRequest
 from pipelines.daq.ecc.states import Operation
 from pipelines.daq.ecc.transport import WSDL_DIR, ClosedNetworkTransport, WireError
 
 DEFAULT_WSDL = WSDL_DIR / "ecc.wsdl"
 BINDING = "{urn:ecc}ecc"
-# Requests kept per server: every operation with the config and links of a few runs.
-KEPT_REQUESTS = 32
 
 
 class EccError(Exception):
@@ -60,8 +59,18 @@ def _timeouts() -> tuple[float, float]:
     return settings.ECC_CONNECT_TIMEOUT.get(), settings.ECC_READ_TIMEOUT.get()
 
 
+class Soap(NamedTuple):
+    """zeep's side of the ECC calls for one WSDL, shared by every server's client."""
+
+    zeep: object  # zeep's Client: what builds the requests the templates cannot
+    service: object  # a service proxy, for zeep's request builder
+    binding: object  # the WSDL's binding: each operation's SOAPAction and reader
+    readers: dict[str, FlatReply]  # the plain answers, read directly
+    writers: dict[str, FlatRequest]  # the plain requests, rendered from templates
+
+
 _documents: dict[str, object] = {}
-_soaps: dict[str, tuple] = {}
+_soaps: dict[str, Soap] = {}
 _clients: dict[tuple, "EccClient"] = {}
 _clients_lock = threading.Lock()
 
@@ -77,9 +86,8 @@ def load_wsdl(path: str | None = None):
         return _documents[path]
 
 
-def _soap(wsdl: str | None = None):
-    """zeep's side of the ECC calls, one per WSDL in a process: (client, service, binding,
-    a FlatReply for each operation).
+def _soap(wsdl: str | None = None) -> Soap:
+    """zeep's side of the ECC calls, one per WSDL in a process.
 
     Building a request and reading an answer need the WSDL's binding, not the server: a
     service proxy of each server's own was most of a first call's CPU, and every worker
@@ -94,9 +102,12 @@ def _soap(wsdl: str | None = None):
                         settings=Settings(strict=True, xml_huge_tree=False))
         # The address is not in the requests it builds: each EccClient posts to its own.
         binding = client.wsdl.bindings[BINDING]
-        built = (client, client.create_service(BINDING, "http://ecc.invalid/"), binding,
-                 {name: FlatReply(operation)
-                  for name, operation in binding.all().items()})
+        service = client.create_service(BINDING, "http://ecc.invalid/")
+        operations = binding.all()
+        built = Soap(client, service, binding,
+                     {name: FlatReply(operation) for name, operation in operations.items()},
+                     {name: FlatRequest(client, service, name, operation)
+                      for name, operation in operations.items()})
         with _clients_lock:
             found = _soaps.setdefault(path, built)
     return found
@@ -112,42 +123,35 @@ class EccClient:
         # Its own connections (a few kept alive), on zeep's shared request builder.
         self._transport = ClosedNetworkTransport(connect_timeout or default_connect,
                                                  read_timeout or default_read)
-        self._zeep, self._service, self._binding, self._readers = _soap(wsdl)
-        # Requests as bytes, by operation and arguments: a poll's GetState is the same
-        # every time, and so is a server's Start from one run to the next. zeep building
-        # them anew was a third of a poll's CPU, with hundreds of servers polled at once.
-        self._requests: dict[tuple, bytes] = {}
+        self._soap = _soap(wsdl)
 
-    def _request(self, operation: str, key: tuple = (), arguments=dict) -> bytes:
-        """The request for ``operation``, built by zeep the first time for ``key`` (what
-        ``arguments()`` are made from)."""
-        request = self._requests.get((operation, key))
+    def _request(self, operation: str, arguments: dict[str, str]) -> bytes:
+        """The request for ``operation`` with these fields: from the operation's template,
+        or built by zeep where the template cannot render it."""
+        request = self._soap.writers[operation].render(arguments)
         if request is None:
-            if len(self._requests) >= KEPT_REQUESTS:
-                self._requests.clear()  # configs changed many times: start again
-            request = etree.tostring(self._zeep.create_message(
-                self._service, operation, **arguments()))
-            self._requests[(operation, key)] = request
+            request = etree.tostring(self._soap.zeep.create_message(self._soap.service,
+                                                                    operation, **arguments))
         return request
 
-    def _call(self, operation: str, key: tuple = (), arguments=dict):
+    def _call(self, operation: str, **arguments: str):
         """Post an operation's request and read its answer with zeep; EccError on any
         failure, with what an operator can act on."""
         from zeep.exceptions import Error as ZeepError
 
         try:
-            soap = self._binding.get(operation)
+            soap = self._soap.binding.get(operation)
         except ValueError as exc:  # an operation this server's WSDL does not have
             raise EccError(self.name, operation, f"SOAP error: {exc}") from None
         try:
             headers = {"SOAPAction": f'"{soap.soapaction or ""}"',
                        "Content-Type": "text/xml; charset=utf-8"}
-            reply = self._transport.post(self.url, self._request(operation, key, arguments),
+            reply = self._transport.post(self.url, self._request(operation, arguments),
                                          headers)
             # The plain answers read directly; faults and anything unusual by zeep.
-            response = (self._readers[operation].read(reply.status_code, reply.content_type,
-                                                      reply.content)
-                        or self._binding.process_reply(self._zeep, soap, reply))
+            response = (self._soap.readers[operation].read(reply.status_code,
+                                                           reply.content_type, reply.content)
+                        or self._soap.binding.process_reply(self._soap.zeep, soap, reply))
         except WireError as exc:
             raise EccError(self.name, operation, str(exc)) from None
         except ZeepError as exc:
@@ -168,9 +172,8 @@ class EccClient:
         """Send a transition; returns when the server has accepted it (not done it)."""
         if operation not in tuple(Operation):
             raise ValueError(f"unknown transition {operation!r}")
-        links = tuple(links)
-        response = self._call(operation, (config, links), lambda: dict(
-            configID=config_id_xml(config), table=data_link_set_xml(links)))
+        response = self._call(operation, configID=config_id_xml(config),
+                              table=data_link_set_xml(tuple(links)))
         return response.Text or ""
 
     def get_config_ids(self) -> list[ConfigId]:
