@@ -18,6 +18,7 @@ from models import session
 from models.columns import utcnow
 from models.daq import DataRouter, DataSource, ECCServer
 from models.db import transaction
+from models.prepared import Prepared
 from models.vocabulary import (
     ACTIVE_STATES,
     ENDED_STEP_STATES,
@@ -95,7 +96,7 @@ def _step_row_statement():
     newer = aliased(Step)
     replaced = exists().where(newer.stage_id == Step.stage_id, newer.target == Step.target,
                               newer.attempt > Step.attempt)
-    return (select(Step.id, Step.state, Step.attempt, Step.target, Step.operation,
+    return Prepared(select(Step.id, Step.state, Step.attempt, Step.target, Step.operation,
                    Step.target_state, Step.expected_seconds, Step.stage_id, Step.worker,
                    Step.started_at,
                    Stage.state.label("stage_state"), Stage.group_id,
@@ -117,7 +118,7 @@ def step_row(c, step_id: int, task_id: str):
 
     Only the message sent for this step finds it: one from before (of a deleted row whose
     id the database gave again) acts on nothing."""
-    row = c.execute(_step_row_statement(), {"step_id": step_id, "task_id": task_id}).first()
+    row = _step_row_statement().first(c, {"step_id": step_id, "task_id": task_id})
     if row is None:
         raise StepFailed(f"step {step_id} does not exist, or is not the one task {task_id} "
                          "was sent for")
@@ -214,10 +215,10 @@ def _trusted_state(row) -> int | None:
 
 @cache
 def _begin_statement():
-    return (update(Step)
-            .where(Step.id == bindparam("step"), Step.state == StepState.PENDING.value)
-            .values(state=StepState.RUNNING.value, started_at=bindparam("began"),
-                    worker=bindparam("by")))
+    return Prepared(update(Step)
+                    .where(Step.id == bindparam("step"), Step.state == StepState.PENDING.value)
+                    .values(state=StepState.RUNNING.value, started_at=bindparam("began"),
+                            worker=bindparam("by")))
 
 
 def mark_running(c, row, worker: str | None, group_id: str | None,
@@ -229,7 +230,7 @@ def mark_running(c, row, worker: str | None, group_id: str | None,
     # still pending.
     pending, running = WorkflowState.PENDING.value, WorkflowState.RUNNING.value
     if row.state == StepState.PENDING.value:
-        c.execute(_begin_statement(), dict(step=row.id, began=began_at or utcnow(), by=worker))
+        _begin_statement().run(c, dict(step=row.id, began=began_at or utcnow(), by=worker))
     elif row.worker != worker:
         c.execute(update(Step).where(Step.id == row.id).values(worker=worker))
     if group_id and row.group_id != group_id:
@@ -277,13 +278,13 @@ def _end_statement():
     # One conditional UPDATE: a step already ended (delivered twice, aborted), or a message
     # not sent for it, is left as it is. (Not NOT IN: its list is rendered again at every
     # execution, which was a sixth of a step's own CPU.)
-    return (update(Step)
-            .where(Step.id == bindparam("step"), Step.task_id == bindparam("task"),
-                   *(Step.state != state for state in sorted(ENDED_STEP_STATES)))
-            .values(state=bindparam("end_state"), error=bindparam("end_error"),
-                    finished_at=bindparam("now"), started_at=bindparam("began"),
-                    duration=bindparam("took"), confirmed_state=bindparam("confirmed"),
-                    note=bindparam("end_note")))
+    return Prepared(update(Step)
+                    .where(Step.id == bindparam("step"), Step.task_id == bindparam("task"),
+                           *(Step.state != state for state in sorted(ENDED_STEP_STATES)))
+                    .values(state=bindparam("end_state"), error=bindparam("end_error"),
+                            finished_at=bindparam("now"), started_at=bindparam("began"),
+                            duration=bindparam("took"), confirmed_state=bindparam("confirmed"),
+                            note=bindparam("end_note")))
 
 
 @cache
@@ -293,7 +294,8 @@ def _seen_statement(running: bool):
                 last_seen_at=bindparam("now"), last_error=None)
     if running:
         seen["running_seen_at"] = bindparam("now")
-    return update(ECCServer).where(ECCServer.name == bindparam("server")).values(**seen)
+    return Prepared(update(ECCServer).where(ECCServer.name == bindparam("server"))
+                    .values(**seen))
 
 
 def record_end(c, step_id: int, task_id: str, target: str, started_at: datetime | None,
@@ -303,15 +305,15 @@ def record_end(c, step_id: int, task_id: str, target: str, started_at: datetime 
     record and a state was confirmed, its ECC server's state."""
     now = utcnow()
     started_at = started_at or now
-    ended = c.execute(_end_statement(), dict(
+    ended = _end_statement().run(c, dict(
         step=step_id, task=task_id,
         end_state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
         end_error=error[:4000] if error else None, now=now, began=started_at,
         took=(now - started_at).total_seconds(), confirmed=ecc_state,
         end_note=note[:500] if note else None))
-    if ended.rowcount and ecc_state is not None:
-        c.execute(_seen_statement(ecc_state == EccState.RUNNING),
-                  dict(confirmed=ecc_state, now=now, server=target))
+    if ended and ecc_state is not None:
+        _seen_statement(ecc_state == EccState.RUNNING).run(
+            c, dict(confirmed=ecc_state, now=now, server=target))
 
 
 def latest_attempts(s, stage_id: int) -> list[Step]:

@@ -1,0 +1,91 @@
+"""Statements run on the driver's cursor (models.prepared) read and write what SQLAlchemy's
+own execution does, on the session's database (SQLite, then PostgreSQL)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import bindparam
+from sqlmodel import delete, select, update
+
+import models
+from models import ECCServer
+from models.db import transaction
+from models.prepared import Prepared
+
+SEEN = datetime(2026, 12, 6, 11, 20, 52, 3085, tzinfo=timezone(timedelta(hours=2)))
+
+
+@pytest.fixture
+def server():
+    """A server row of this test's own, gone afterwards."""
+    name = f"ecc-prepared-{uuid4().hex[:8]}"
+    with models.session() as s:
+        s.add(ECCServer(name=name, url="http://127.0.0.1:1/", state=3, transition=0,
+                        online=True, last_seen_at=SEEN))
+    yield name
+    with models.session() as s:
+        s.exec(delete(ECCServer).where(ECCServer.name == name))
+
+
+READ = select(ECCServer.name, ECCServer.state, ECCServer.online.label("up"),
+              ECCServer.last_seen_at, ECCServer.last_error, ECCServer.running_seen_at,
+              ECCServer.expected_seconds).where(ECCServer.name == bindparam("name"))
+
+
+def test_a_prepared_select_reads_the_row_as_sqlalchemy_does(server):
+    with transaction() as c:
+        theirs = c.execute(READ, {"name": server}).first()
+        ours = Prepared(READ).first(c, {"name": server})
+        assert Prepared(READ).first(c, {"name": "no such server"}) is None
+    assert tuple(ours) == tuple(theirs)
+    assert ours.up is True and ours.last_error is None and ours.running_seen_at is None
+    # An aware UTC timestamp, as every one daqflow reads, with a type of its own per field.
+    assert ours.last_seen_at == SEEN and ours.last_seen_at.utcoffset() == timedelta(0)
+    assert [type(value) for value in ours] == [type(value) for value in theirs]
+
+
+def test_a_prepared_update_writes_what_sqlalchemy_would_and_counts_its_rows(server):
+    later = SEEN + timedelta(minutes=5)
+    statement = Prepared(update(ECCServer)
+                         .where(ECCServer.name == bindparam("name"), ECCServer.state == 3)
+                         .values(last_seen_at=bindparam("now"), online=False,
+                                 last_error=bindparam("error")))
+    with transaction() as c:
+        assert statement.run(c, {"name": server, "now": later, "error": "it's <late>"}) == 1
+        assert statement.run(c, {"name": "no such server", "now": later, "error": None}) == 0
+    with models.session() as s:
+        row = s.exec(select(ECCServer).where(ECCServer.name == server)).one()
+        assert (row.last_seen_at, row.online, row.last_error) == (later, False, "it's <late>")
+        # Stored as SQLAlchemy stores it (on SQLite, the same text): the database compares
+        # and orders it with the timestamps written through the ORM.
+        row.running_seen_at = later
+        s.add(row)
+    with models.session() as s:
+        assert s.exec(select(ECCServer.last_seen_at == ECCServer.running_seen_at)
+                      .where(ECCServer.name == server)).one() is True
+        s.exec(update(ECCServer).where(ECCServer.name == server).values(state=4))
+    with transaction() as c:  # the literal of its WHERE (state 3) is sent with it
+        assert statement.run(c, {"name": server, "now": later, "error": None}) == 0
+
+
+def test_a_prepared_statement_refuses_a_naive_timestamp_as_the_column_type_does(server):
+    statement = Prepared(update(ECCServer).where(ECCServer.name == bindparam("name"))
+                         .values(last_seen_at=bindparam("now")))
+    with pytest.raises(ValueError, match="naive datetime"):
+        with transaction() as c:
+            statement.run(c, {"name": server, "now": datetime(2026, 12, 6)})
+    with transaction() as c:  # and the transaction it was in is rolled back
+        assert Prepared(READ).first(c, {"name": server}).last_seen_at == SEEN
+
+
+def test_a_prepared_write_is_rolled_back_with_its_transaction(server):
+    statement = Prepared(update(ECCServer).where(ECCServer.name == bindparam("name"))
+                         .values(last_error=bindparam("error")))
+    with pytest.raises(RuntimeError):
+        with transaction() as c:
+            assert statement.run(c, {"name": server, "error": "half done"}) == 1
+            raise RuntimeError("the step failed before its end was recorded")
+    with transaction() as c:
+        assert Prepared(READ).first(c, {"name": server}).last_error is None
