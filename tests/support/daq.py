@@ -29,6 +29,9 @@ from models import (
 from pipelines.daq.ecc.states import EccState
 from tests.support.processes import wait_for
 
+# A transition of the standard test DAQ's servers: short, as the suite runs hundreds of them;
+# a test that must see one under way slows the simulator down or hangs it with a fault.
+TRANSITION_SECONDS = 0.1
 COBOS = [f"ecc-cobo{i}" for i in range(8)]
 SERVERS = COBOS + ["ecc-mutant"]
 ROUTERS = [f"router-{i}" for i in range(9)]

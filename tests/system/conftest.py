@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.simulator.topology import simulated_topology
 from tests.support import ROOT
-from tests.support.daq import clean_staging, clear_workflow_records
+from tests.support.daq import TRANSITION_SECONDS, clean_staging, clear_workflow_records
 from tests.support.processes import stop_process, wait_for
 from tests.support.services import RedisHandle, WorkerHandle, start_simulator
 
@@ -53,7 +53,8 @@ def simulator(redis_url, sshd, staging_root, session_dir):
     directory = session_dir / "sim"
     directory.mkdir()
     handle = start_simulator(directory, ports, simulated_topology(
-        ports, ssh=sshd.node(), staging_root=staging_root))
+        ports, ssh=sshd.node(), staging_root=staging_root,
+        seconds_per_source=TRANSITION_SECONDS))
     yield handle
     handle.stop()
 

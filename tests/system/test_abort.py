@@ -16,7 +16,14 @@ from pipelines.daq.ecc.states import EccState
 from pipelines.orchestration.app import app
 from pipelines.runcontrol import accounts, lock, tasks
 from tests.support import ROOT
-from tests.support.daq import clean_staging, cobo_steps, set_all, steps_of, wait_workflow
+from tests.support.daq import (
+    TRANSITION_SECONDS,
+    clean_staging,
+    cobo_steps,
+    set_all,
+    steps_of,
+    wait_workflow,
+)
 from tests.support.processes import wait_for
 from tests.support.web import account, web_app
 
@@ -155,6 +162,6 @@ def test_a_worker_killed_during_the_abort_does_not_revive_it_and_a_replay_finish
         assert replayed.get_json()["replayed_steps"] == plan["replayed_steps"]
         view = wait_workflow(workflow_id)
     finally:
-        sim.set_seconds_per_source(0.2)
+        sim.set_seconds_per_source(TRANSITION_SECONDS)
     assert view["state"] == "succeeded", view
     assert runs() == 1

@@ -17,6 +17,7 @@ from pipelines.simulator.topology import simulated_topology
 from pipelines.topology import loading, schema
 from tests.support import ROOT
 from tests.support.daq import (
+    TRANSITION_SECONDS,
     clear_workflow_records,
     cobo_steps,
     row_counts,
@@ -122,7 +123,7 @@ def test_a_transition_that_never_ends_fails_at_the_deadline_while_others_complet
                     return step
 
     live = wait_for(hanging_step, timeout=10, message="the hanging step's PROGRESS state")
-    assert live["state"] == "running" and live["expected"] == pytest.approx(0.2)
+    assert live["state"] == "running" and live["expected"] == pytest.approx(TRANSITION_SECONDS)
     assert live["elapsed"] is not None and 0 < live["progress"] <= 0.99
     view = wait_workflow(workflow_id, timeout=20)
     steps = {st["target"]: st for stage in view["stages"] for st in stage["steps"]}
