@@ -59,3 +59,17 @@ def gsoap_style_wsdl(tmp_path: Path, encoding_url: str) -> str:
     path = tmp_path / "ecc-gsoap.wsdl"
     path.write_text(GSOAP_STYLE % {"encoding": encoding_url})
     return str(path)
+
+
+# The two WSDLs the SOAP tests run on: the one daqflow ships, and one as gSOAP ships them.
+WSDLS = ("daqflow's WSDL", "a gSOAP-style WSDL")
+
+
+def soap_of(which: str, tmp_path_factory):
+    """zeep's shared side of the ECC calls (``client._soap``) for one of ``WSDLS``."""
+    from pipelines.daq.ecc import client as ecc_client
+
+    if which == WSDLS[0]:
+        return ecc_client._soap()
+    return ecc_client._soap(gsoap_style_wsdl(tmp_path_factory.mktemp("wsdl"),
+                                             "http://schemas.xmlsoap.org/soap/encoding/"))

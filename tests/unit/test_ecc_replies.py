@@ -6,9 +6,7 @@ must equal zeep's; where it declines (None), zeep reads it as before, with its e
 import pytest
 from zeep.exceptions import Fault
 
-from pipelines.daq.ecc import client as ecc_client
 from pipelines.daq.ecc.transport import Reply
-from tests.support.wsdl import gsoap_style_wsdl
 
 ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 
@@ -58,15 +56,6 @@ UNUSUAL = {  # left to zeep
     "another operation's answer": ("GetState", envelope(text())),
     "not an envelope": ("GetState", state().replace("ecc:", "").encode()),
 }
-
-
-@pytest.fixture(scope="module", params=["daqflow's WSDL", "a gSOAP-style WSDL"])
-def soap(request, tmp_path_factory):
-    wsdl = None
-    if request.param != "daqflow's WSDL":
-        wsdl = gsoap_style_wsdl(tmp_path_factory.mktemp("wsdl"),
-                                "http://schemas.xmlsoap.org/soap/encoding/")
-    return ecc_client._soap(wsdl)
 
 
 def zeep_reads(soap, operation, content, status=200):

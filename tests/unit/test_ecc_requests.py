@@ -11,18 +11,7 @@ from lxml import etree
 from pipelines.daq.ecc import client as ecc_client
 from pipelines.daq.ecc.payloads import ConfigId, DataLink, config_id_xml, data_link_set_xml
 from pipelines.daq.ecc.states import Operation
-from tests.support.wsdl import gsoap_style_wsdl
-
-SOAPS = ["daqflow's WSDL", "a gSOAP-style WSDL"]
-
-
-@pytest.fixture(scope="module", params=SOAPS)
-def soap(request, tmp_path_factory):
-    wsdl = None
-    if request.param != "daqflow's WSDL":
-        wsdl = gsoap_style_wsdl(tmp_path_factory.mktemp("wsdl"),
-                                "http://schemas.xmlsoap.org/soap/encoding/")
-    return ecc_client._soap(wsdl)
+from tests.support.wsdl import WSDLS, soap_of
 
 
 def zeeps(soap, operation: str, **fields) -> bytes:
@@ -56,11 +45,10 @@ PLAIN_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x
 
 @settings(max_examples=200, deadline=None)
 @given(texts=st.lists(PLAIN_TEXT, min_size=4, max_size=4), which=st.integers(0, 100),
-       wsdl=st.sampled_from(SOAPS))
+       wsdl=st.sampled_from(WSDLS))
 def test_plain_fields_render_as_zeep_builds_them(texts, which, wsdl, tmp_path_factory):
     if wsdl not in _built:
-        _built[wsdl] = ecc_client._soap(None if wsdl == SOAPS[0] else gsoap_style_wsdl(
-            tmp_path_factory.mktemp("wsdl"), "http://schemas.xmlsoap.org/soap/encoding/"))
+        _built[wsdl] = soap_of(wsdl, tmp_path_factory)
     soap = _built[wsdl]
     operations = with_fields(soap)
     operation = operations[which % len(operations)]
