@@ -6,8 +6,10 @@ context, result set-up) cost several times what the database itself did for the 
 short statements each of a start's hundreds of steps runs. A ``Prepared`` statement
 is compiled by SQLAlchemy once per dialect, with its values converted by the column
 types' own processors, so it sends what SQLAlchemy would send; only the per-execution
-machinery is skipped. It runs inside a transaction of ``models.db.transaction()``, on
-that connection, and is for statements of plain columns only.
+machinery is skipped, the engine's cursor events with it (a listener on
+``before_cursor_execute`` does not see these statements). It runs inside a transaction
+of ``models.db.transaction()``, on that connection, and is for statements of plain
+columns only.
 """
 from __future__ import annotations
 
