@@ -40,6 +40,25 @@ class Process:
         """User + system CPU seconds this process (and its children) used so far."""
         return sum(proc_cpu_seconds(pid) for pid in [self.pid] + _children(self.pid))
 
+    def main_thread_seconds(self) -> float:
+        """CPU seconds this process's main thread has used so far (for a Celery worker: its
+        consumer loop), from the scheduler's nanosecond count; 0.0 once it has exited."""
+        try:
+            return int(Path(f"/proc/{self.pid}/task/{self.pid}/schedstat").read_text()
+                       .split()[0]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def threads(self) -> int:
+        """How many threads the process has now (0 once it has exited)."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return 0
+
     def rss_bytes(self) -> int:
         """Resident memory of the process and its children (a prefork pool's processes)."""
         pids = [self.pid] + _children(self.pid)
@@ -178,7 +197,7 @@ class Daq:
                                     "worker", "--pool", pool, "--concurrency", str(concurrency),
                                     "--queues", queues, "--hostname", f"{name}@%h",
                                     "--loglevel", "WARNING", "--without-gossip",
-                                    "--without-mingle", "--include", "bench.engine"])
+                                    "--without-mingle", "--include", "bench.engine,bench.task_cpu"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             replies = app.control.ping(timeout=0.5) or []

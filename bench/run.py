@@ -219,22 +219,27 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             # Then daqflow and the engine in turn, start by start: a machine that is slower
             # for a while (a neighbour on the host) weighs on both alike.
             used = {"daqflow": {}, "engine": {}}
+            main_threads = {"daqflow": 0.0, "engine": 0.0}
             starts, engine_walls, busy, busy_wall = [], [], 0.0, 0.0
+            task_cpu(daq, reset=True)
             for _ in range(reps):
-                before = daq.quiet_cpu_seconds()
+                before, before_main = daq.quiet_cpu_seconds(), control_main_seconds(daq)
                 busy_before, began = busy_cpu_seconds(), time.time()
                 starts.append(timed_start(daq, timeout))
                 # How loaded the whole machine was (2.0 = both cores busy all along).
                 busy += busy_cpu_seconds() - busy_before
                 busy_wall += time.time() - began
-                between = daq.quiet_cpu_seconds()
+                between, between_main = daq.quiet_cpu_seconds(), control_main_seconds(daq)
                 engine_walls.append(engine.run(shape, seconds, timeout))
-                after = daq.quiet_cpu_seconds()
+                after, after_main = daq.quiet_cpu_seconds(), control_main_seconds(daq)
                 for side, (start, end) in (("daqflow", (before, between)),
                                            ("engine", (between, after))):
                     for name, seconds_used in end.items():
                         used[side][name] = (used[side].get(name, 0.0) + seconds_used
                                             - start.get(name, 0.0))
+                main_threads["daqflow"] += between_main - before_main
+                main_threads["engine"] += after_main - between_main
+            row["control_cpu"] = control_breakdown(task_cpu(daq), main_threads, used, reps * n)
             walls = [wall for _, wall in starts]
             row["busy_cores"] = round(busy / busy_wall, 2)
             # The stages of the median start: when steps began, ended, and the stage completed.
@@ -289,6 +294,53 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
         finally:
             daq.close()
     return rows
+
+
+def task_cpu(daq: Daq, reset: bool = False) -> dict[str, list]:
+    """Per task name, [count, CPU seconds] summed over the control workers since the last
+    reset (``bench.task_cpu``, asked with a remote control command)."""
+    replies = daq.app().control.broadcast("task_cpu", arguments={"reset": reset}, reply=True,
+                                          timeout=2.0) or []
+    workers = [name for name in daq.processes if name.startswith("control")]
+    answered = [answer for reply in replies for host, answer in reply.items()
+                if any(host.startswith(name + "@") for name in workers)]
+    if len(answered) != len(workers):
+        raise RuntimeError(f"task CPU: {len(answered)} of {len(workers)} control workers "
+                           "answered")
+    sums: dict[str, list] = {}
+    for answer in answered:
+        for name, (count, cpu) in answer["tasks"].items():
+            found = sums.setdefault(name, [0, 0.0])
+            found[0] += count
+            found[1] += cpu
+    return sums
+
+
+def control_main_seconds(daq: Daq) -> float:
+    """CPU seconds the control workers' main threads (their consumer loops) used so far."""
+    return sum(process.main_thread_seconds() for name, process in daq.processes.items()
+               if name.startswith("control"))
+
+
+def control_breakdown(tasks: dict[str, list], main_threads: dict[str, float],
+                      used: dict[str, dict], sources: int) -> dict:
+    """The control workers' CPU per source, per side: each task (count and CPU per call),
+    the main threads, and the rest (pool threads outside a task, other threads)."""
+    breakdown = {}
+    for side in ("daqflow", "engine"):
+        mine = {name: found for name, found in tasks.items()
+                if name.startswith("bench.engine.") == (side == "engine")}
+        in_tasks = sum(cpu for _, cpu in mine.values())
+        control = sum(cpu for name, cpu in used[side].items() if name.startswith("control"))
+        breakdown[side] = {
+            "tasks": {name: {"count": count, "ms_per_call": round(1000 * cpu / count, 3),
+                             "ms_per_source": round(1000 * cpu / sources, 3)}
+                      for name, (count, cpu) in sorted(mine.items()) if count},
+            "tasks_ms_per_source": round(1000 * in_tasks / sources, 3),
+            "main_threads_ms_per_source": round(1000 * main_threads[side] / sources, 3),
+            "rest_ms_per_source": round(1000 * (control - in_tasks - main_threads[side])
+                                        / sources, 3)}
+    return breakdown
 
 
 def profiled_starts(daq: Daq, directory: Path, timeout: float) -> dict:
@@ -445,9 +497,10 @@ def measure_polling(redis_url: str, n: int, seconds: float, reps: int, clients: 
         daq.close()
 
 
-def measure_soak(redis_url: str, n: int, seconds: float, cycles: int) -> dict:
+def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
+                 postgres: str | None = None) -> dict:
     """(5): start/stop cycles with routers and backups: successes, Redis keys, memory."""
-    daq = Daq(redis_url, n, seconds, routers=True)
+    daq = Daq(redis_url, n, seconds, routers=True, postgres=postgres)
     try:
         start_control(daq, n)
         control = [p for name, p in daq.processes.items() if name.startswith("control")]
@@ -466,12 +519,15 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int) -> dict:
             if cycle in (0, cycles - 1) or cycle % 20 == 19:
                 samples.append({"cycle": cycle + 1, "redis_keys": redis.dbsize(),
                                 "control_rss_mb": sum(p.rss_bytes() for p in control) / 2**20,
+                                # A pool thread starts only when every other one is busy:
+                                # its stack is memory that stays.
+                                "control_threads": [p.threads() for p in control],
                                 "files_rss_mb": files.rss_bytes() / 2**20,
                                 "web_rss_mb": web.rss_bytes() / 2**20})
                 print(f"  soak cycle {cycle + 1}: {samples[-1]}", flush=True)
         return {"sources": n, "seconds_per_transition": seconds, "cycles": cycles,
-                "failures": failures, "samples": samples,
-                "minutes": (time.monotonic() - began) / 60}
+                "database": "PostgreSQL" if postgres else "SQLite", "failures": failures,
+                "samples": samples, "minutes": (time.monotonic() - began) / 60}
     finally:
         daq.close()
 
@@ -516,6 +572,13 @@ def table(results: dict) -> str:
                 f"{row['engine']['cpu_ms_per_source'].get(name, 0):.1f}" for name in names)
                 + " |")
     for row in rows:
+        for side, found in row.get("control_cpu", {}).items():
+            out += ["", f"N = {row['sources']}, {side}, control workers' CPU ms per source: "
+                    f"tasks {found['tasks_ms_per_source']:.2f} (" + ", ".join(
+                        f"{name} {task['ms_per_call']:.2f} ms x {task['count']}"
+                        for name, task in found["tasks"].items())
+                    + f"), main threads {found['main_threads_ms_per_source']:.2f}, rest "
+                    f"{found['rest_ms_per_source']:.2f}"]
         if "timeline" in row:
             out += ["", f"N = {row['sources']}, median start, machine {row['busy_cores']:.2f} "
                     "cores busy; stage: steps, began first/median/last, ended median/last, "
@@ -542,12 +605,15 @@ def table(results: dict) -> str:
     if "soak" in results:
         s = results["soak"]
         first, last = s["samples"][0], s["samples"][-1]
-        out += ["", f"Soak: {s['cycles']} start/stop cycles on {s['sources']} sources in "
+        out += ["", f"Soak: {s['cycles']} start/stop cycles on {s['sources']} sources "
+                f"({s.get('database', 'SQLite')}) in "
                 f"{s['minutes']:.1f} min, {len(s['failures'])} failed; Redis keys "
                 f"{first['redis_keys']} -> {last['redis_keys']}; RSS (MB) control "
                 f"{first['control_rss_mb']:.0f} -> {last['control_rss_mb']:.0f}, files "
                 f"{first['files_rss_mb']:.0f} -> {last['files_rss_mb']:.0f}, web "
-                f"{first['web_rss_mb']:.0f} -> {last['web_rss_mb']:.0f}"]
+                f"{first['web_rss_mb']:.0f} -> {last['web_rss_mb']:.0f}"
+                + (f"; control threads {first['control_threads']} -> {last['control_threads']}"
+                   if "control_threads" in first else "")]
     return "\n".join(out)
 
 
@@ -603,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         if "polling" in args.only:
             results["polling"] = measure_polling(redis_url, 256, args.seconds, args.reps, 20)
         if "soak" in args.only:
-            results["soak"] = measure_soak(redis_url, 64, args.soak_seconds, args.soak_cycles)
+            results["soak"] = measure_soak(redis_url, 64, args.soak_seconds, args.soak_cycles,
+                                           args.postgres)
     finally:
         redis_proc.terminate()
         redis_proc.wait(10)
