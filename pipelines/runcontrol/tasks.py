@@ -52,6 +52,11 @@ class StepTask(Task):
     got past that (a database that stayed away through every retry).
     """
 
+    # No STARTED in Redis: a step's first write marks its row running, and the progress
+    # read takes that from the database. It was one more Redis round trip for each of a
+    # start's hundreds of steps, all at once.
+    track_started = False
+
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         step_records.finish_step(args[0], task_id, error=failure_message(exc))
 
