@@ -4,8 +4,8 @@ The bench's workers load this module (``--include bench.task_cpu``). It adds up,
 task name, the CPU time of the thread that ran each task from ``task_prerun`` to
 ``task_postrun`` (the task's body and what Celery's tracer does around it: storing its
 states, counting the chord, sending the next stage); and it answers the remote control
-command ``task_cpu`` with those sums, the CPU of the worker's main thread (its consumer
-loop: receiving, handing messages to the pool) and of the whole process.
+command ``task_cpu`` with those sums. The bench reads the main thread's CPU (the
+consumer loop: receiving, handing messages to the pool) and the process's from ``/proc``.
 
 Unlike py-spy samples holding the GIL, which a thread preempted mid-sample blurs, these
 are the kernel's own per-thread counters: a thread is charged what it ran. What is
@@ -42,17 +42,12 @@ def _postrun(task_id=None, task=None, **_):
         found[1] += used
 
 
-def _main_thread_seconds() -> float:
-    return time.clock_gettime(time.pthread_getcpuclockid(threading.main_thread().ident))
-
-
 @control_command(args=[("reset", bool)], signature="[reset=False]")
 def task_cpu(state, reset: bool = False) -> dict:
-    """CPU seconds so far: per task name (count, seconds), the main thread, the process;
-    with ``reset``, the task sums start again from zero after this answer."""
+    """Per task name, [count, CPU seconds] so far; with ``reset``, the sums start again
+    from zero after this answer."""
     with _lock:
         tasks = {name: list(found) for name, found in _sums.items()}
         if reset:
             _sums.clear()
-    return {"tasks": tasks, "main_thread": _main_thread_seconds(),
-            "process": time.process_time()}
+    return {"tasks": tasks}
