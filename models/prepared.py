@@ -29,8 +29,11 @@ class Prepared:
         # Per database and driver: their SQL and placeholders differ.
         key = (dialect.name, dialect.driver, dialect.paramstyle)
         found = self._compiled.get(key)
-        if found is None:
-            with self._lock:
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._compiled.get(key)  # another thread compiled it while this waited
+            if found is None:
                 compiled = self.statement.compile(dialect=dialect)
                 # The types as this database has them (SQLite's timestamps are text).
                 processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -43,8 +46,8 @@ class Prepared:
                     # type the driver says it read (PostgreSQL's numbers).
                     row = (namedtuple("Row", [column.key for column in columns]),
                            [column.type.dialect_impl(dialect) for column in columns], [])
-                found = self._compiled.setdefault(key, (
-                    compiled, compiled.string, compiled.positiontup, processors, row))
+                found = self._compiled[key] = (
+                    compiled, compiled.string, compiled.positiontup, processors, row)
         return found
 
     def _cursor(self, c, values: dict):

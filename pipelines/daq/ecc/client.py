@@ -173,7 +173,7 @@ class EccClient:
         if operation not in tuple(Operation):
             raise ValueError(f"unknown transition {operation!r}")
         response = self._call(operation, configID=config_id_xml(config),
-                              table=data_link_set_xml(tuple(links)))
+                              table=data_link_set_xml(links))
         return response.Text or ""
 
     def get_config_ids(self) -> list[ConfigId]:
