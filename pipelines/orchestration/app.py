@@ -5,7 +5,24 @@ imported lazily, the first time the app needs it (a worker starting, a canvas
 being sent), so the environment is read then and not when this module is
 imported. Workers load run control's tasks (``pipelines.runcontrol.tasks``).
 """
-from celery import Celery
+import gc
+
+from celery import Celery, signals
 
 app = Celery("daqflow", include=["pipelines.runcontrol.tasks"])
 app.config_from_object("pipelines.orchestration.celeryconfig")
+
+
+@signals.worker_ready.connect
+@signals.worker_process_init.connect
+def freeze_startup_objects(**_) -> None:
+    """Leave what a worker built to start (modules, the app, the tasks' clients' schemas)
+    out of every later garbage collection.
+
+    Python's full collections walk every object the process holds: in a control worker,
+    one took about 75 ms of CPU, and one came every few starts, in whichever step or
+    callback allocated at that moment. What is frozen is never collected: it lives as
+    long as the worker anyway.
+    """
+    gc.collect()
+    gc.freeze()

@@ -41,8 +41,9 @@ worker_prefetch_multiplier = 1
 task_default_queue = "control"
 task_routes = {"daqflow.files.*": {"queue": "files"}, "daqflow.notify.*": {"queue": "notify"}}
 
-# Callbacks report STARTED, which the page shows; a stage's steps do not: each marks its
-# own row running first thing, and the progress read takes that from the database.
+# Callbacks report STARTED, which the page shows; a stage's steps do not (nor do they store
+# a result): each marks its own row running first thing and records its end, and the
+# progress read takes both from the database.
 task_track_started = True
 # Task events cost three extra messages per step; Flower (and `celery events`) switch them
 # on at run time with the enable_events control command when they are watching.

@@ -39,8 +39,15 @@ def _callback_state(meta: dict | None, recorded_state: str) -> str:
 def _step_view(step: Step, meta: dict | None, now: datetime) -> dict:
     status = (meta or {}).get("status")
     state = step.state
-    if state == StepState.PENDING.value and status in ("STARTED", "PROGRESS"):
+    if state in ENDED_STEP_STATES:
+        # Steps store no result in Redis (tasks.StepTask): an ended step's Celery state is
+        # its record's, and a PROGRESS it left there says nothing any more.
+        meta = None
+        status = "SUCCESS" if state == StepState.SUCCEEDED.value else "FAILURE"
+    elif state == StepState.PENDING.value and status in ("STARTED", "PROGRESS"):
         state = StepState.RUNNING.value  # the worker is faster than its database write
+    elif status is None and state == StepState.RUNNING.value:
+        status = "STARTED"  # its row says so; the step stores no STARTED
     expected = step.expected_seconds
     elapsed = step.duration
     if status == "PROGRESS" and isinstance(meta.get("result"), dict):

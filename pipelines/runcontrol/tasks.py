@@ -56,6 +56,14 @@ class StepTask(Task):
     # read takes that from the database. It was one more Redis round trip for each of a
     # start's hundreds of steps, all at once.
     track_started = False
+    # No result either: the step's row records how it ended (the progress read takes the
+    # Celery state of an ended step from it), and the chord is counted all the same (the
+    # Redis backend counts a member whether or not its result is stored). Storing it was
+    # a Redis round trip (a script) for each step, nobody reading it. A failure is still
+    # stored, with its traceback, for whoever looks into it (rare, and not on the way of
+    # a start).
+    ignore_result = True
+    store_errors_even_if_ignored = True
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         step_records.finish_step(args[0], task_id, error=failure_message(exc))

@@ -110,10 +110,17 @@ def test_a_failed_callback_is_replayed_alone(running_daq, staging_root):
         assert run.stopped_at is not None and run.files_organized_at is not None
 
 
-def all_ended(task_ids: list[str]) -> bool:
+def all_ended(task_ids: list[str], node: str) -> bool:
+    """Whether the worker ``node``, which was running these tasks, answers that it runs or
+    holds none of them any more (steps store no result: the worker is asked)."""
     from pipelines.orchestration.app import app
 
-    return all(app.AsyncResult(task_id).ready() for task_id in task_ids)
+    inspect = app.control.inspect([node], timeout=1.0)
+    active, reserved = inspect.active() or {}, inspect.reserved() or {}
+    if node not in active or node not in reserved:
+        return False  # not answering yet (resumed, busy): ask again
+    held = {task["id"] for answer in (active, reserved) for task in answer[node]}
+    return not held & set(task_ids)
 
 
 @pytest.mark.database_agnostic
@@ -210,7 +217,7 @@ def test_a_worker_silent_while_another_answers_is_gone_only_after_its_limit(
         view = wait_workflow(workflow_id, timeout=15)
         assert view["state"] == "failed" and "lost" in view["error"]
         # Resumed, its tasks confirm their transitions: too late, they act on nothing.
-        wait_for(lambda: all_ended([st.task_id for st in steps]), timeout=30,
+        wait_for(lambda: all_ended([st.task_id for st in steps], worker.node), timeout=30,
                  message="the resumed worker's tasks to end")
         assert {st.state for st in cobo_steps(workflow_id)} == {"lost"}
 
@@ -253,7 +260,7 @@ def test_a_partly_lost_stage_waits_for_its_other_steps_and_late_messages_act_on_
     view = wait_workflow(workflow_id, timeout=30)
     assert view["state"] == "failed" and "lost" in view["error"], view
     # The lost four's tasks ended too and their servers confirmed: their ends act on nothing.
-    wait_for(lambda: all_ended([st.task_id for st in steps]), timeout=30,
+    wait_for(lambda: all_ended([st.task_id for st in steps], worker.node), timeout=30,
              message="the lost steps' tasks to end")
     assert [st.state for st in cobo_steps(workflow_id)] == ["lost"] * 4 + ["succeeded"] * 4
 
