@@ -1,7 +1,6 @@
 """``daqflow up`` (everything one host runs) and ``daqflow web`` (the page alone)."""
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ def web(host, port):
     from waitress import serve
 
     from models import settings
+    from pipelines.orchestration.app import freeze_startup_objects
     from webui import create_app
     from webui.auth import MissingSecretKey
 
@@ -27,10 +27,7 @@ def web(host, port):
         app = create_app()
     except MissingSecretKey as exc:
         fail(str(exc))
-    # What the process built to start is left out of later garbage collections: a full
-    # one walks every object, tens of milliseconds in the middle of a request.
-    gc.collect()
-    gc.freeze()
+    freeze_startup_objects()  # a full garbage collection would walk it all mid-request
     # One process, a fixed pool of threads: the live section's shared render stays shared.
     # A connection that sends nothing for 30 s is closed; past 500 open ones, new ones wait.
     serve(app, host=host or settings.WEB_HOST.get(), port=port or settings.WEB_PORT.get(),

@@ -16,13 +16,14 @@ app.config_from_object("pipelines.orchestration.celeryconfig")
 @signals.worker_ready.connect
 @signals.worker_process_init.connect
 def freeze_startup_objects(**_) -> None:
-    """Leave what a worker built to start (modules, the app, the tasks' clients' schemas)
-    out of every later garbage collection.
+    """Leave what a process built to start (modules, the app, the tasks' clients' schemas)
+    out of every later garbage collection; a worker's once it is ready, the web's before
+    it serves.
 
     Python's full collections walk every object the process holds: in a control worker,
     one took about 75 ms of CPU, and one came every few starts, in whichever step or
     callback allocated at that moment. What is frozen is never collected: it lives as
-    long as the worker anyway.
+    long as the process anyway.
     """
     gc.collect()
     gc.freeze()

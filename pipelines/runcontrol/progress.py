@@ -96,7 +96,10 @@ def read(workflow_id: int, redis_client=None) -> dict:
             if step is not None:
                 attempts.setdefault(stage.id, {}).setdefault(step.target, []).append(step)
     ids = [workflow.callback_task_id] + [st.callback_task_id for st in stages.values()]
-    ids += [tries[-1].task_id for members in attempts.values() for tries in members.values()]
+    # Only the steps still going have anything live in Redis: an ended one is read from its
+    # row (see _step_view), so a finished 1024-source workflow's poll asks for 5 keys, not 1029.
+    ids += [tries[-1].task_id for members in attempts.values() for tries in members.values()
+            if tries[-1].state not in ENDED_STEP_STATES]
     metas, live_error = results.fetch([tid for tid in ids if tid], redis_client)
     now = utcnow()
     stage_views = []
