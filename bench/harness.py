@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pipelines.cli.processes import with_allocator_settings
 from pipelines.simulator.topology import simulated_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,9 +137,11 @@ class Daq:
         self.topology.write_text(simulated_topology(
             [self.sim_port] * n_servers, seconds_per_source=seconds,
             transition_timeout=max(60, 10 * seconds), experiment="bench", routers=routers))
-        self.env = dict(os.environ, DAQFLOW_INSTANCE=str(self.instance), REDIS_URL=redis_url,
-                        PYTHONUNBUFFERED="1", DAQFLOW_TOPOLOGY=str(self.topology),
-                        DAQFLOW_SECRET_KEY=secrets.token_hex(32))
+        # Its processes run with the allocator settings `daqflow up` gives its own.
+        self.env = with_allocator_settings(dict(
+            os.environ, DAQFLOW_INSTANCE=str(self.instance), REDIS_URL=redis_url,
+            PYTHONUNBUFFERED="1", DAQFLOW_TOPOLOGY=str(self.topology),
+            DAQFLOW_SECRET_KEY=secrets.token_hex(32)))
         # The benchmark process reads the same database (its engine follows the URL).
         os.environ["DAQFLOW_INSTANCE"] = str(self.instance)
         # A lab's database: a fresh one on the given PostgreSQL server, dropped at the end.

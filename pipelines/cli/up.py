@@ -60,11 +60,8 @@ def up(demo, path, port, flower, control_workers):
         held = supervisor.hold_instance(instance, port)  # noqa: F841 (held while up runs)
     except supervisor.AlreadyRunning as exc:
         fail(str(exc))
-    env = dict(os.environ, PYTHONUNBUFFERED="1", DAQFLOW_INSTANCE=str(instance))
-    # glibc gives threads malloc arenas of their own, up to eight a core, and the web's and
-    # the workers' many threads left memory in them that RSS never gave back (soak, web
-    # process: 112 -> 148 MB in 100 cycles; 111 -> 119 with two). An operator's value stands.
-    env.setdefault("MALLOC_ARENA_MAX", "2")
+    env = processes.with_allocator_settings(
+        dict(os.environ, PYTHONUNBUFFERED="1", DAQFLOW_INSTANCE=str(instance)))
     path = path or (DEMO_TOPOLOGY if demo else settings.TOPOLOGY.get())
     migrate.prepare(auto_upgrade=demo)  # a real lab upgrades deliberately
     if demo:

@@ -74,12 +74,13 @@ def test_daqflow_up_demo_serves_the_page_from_an_empty_folder(installed, tmp_pat
         wait_for(login_page, timeout=90, interval=0.25, message="the demo's login page")
         assert (folder / "instance" / "daqflow.sqlite3").exists()  # the embedded default
         assert "demo operator: name 'operator'" in log_path.read_text()
-        # Its Python processes keep their memory in two malloc arenas (pipelines/cli/up.py);
-        # the private Redis has an allocator of its own.
+        # Its Python processes keep their memory in two malloc arenas, with no per-thread
+        # cache (pipelines/cli/processes.py); the private Redis has an allocator of its own.
         pythons = [pid for pid in _children(up.pid)
                    if b"redis-server" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(pythons) >= 4 and all(
-            b"MALLOC_ARENA_MAX=2" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            {b"MALLOC_ARENA_MAX=2", b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0"}
+            <= set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
             for pid in pythons)
     finally:
         up.send_signal(signal.SIGINT)  # Ctrl-C: `up` stops every process it started

@@ -66,3 +66,15 @@ def test_scaled_control_workers_are_distinct_celery_nodes_and_nothing_else_chang
     assert {name: scaled[name] for name in commands if name != "control"} == {
         name: argv for name, argv in commands.items() if name != "control"}
     assert processes.scale(commands, "control", 1) == commands
+
+
+def test_processes_get_daqflows_allocator_settings_and_an_operators_own_stand():
+    env = processes.with_allocator_settings({"PATH": "/usr/bin"})
+    assert env == {"PATH": "/usr/bin", "MALLOC_ARENA_MAX": "2",
+                   "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+    own = processes.with_allocator_settings(
+        {"MALLOC_ARENA_MAX": "4", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"})
+    assert own == {"MALLOC_ARENA_MAX": "4", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"}
+    # Other tunables of the operator's are kept, and daqflow's added to them.
+    other = processes.with_allocator_settings({"GLIBC_TUNABLES": "glibc.malloc.mxfast=0"})
+    assert other["GLIBC_TUNABLES"] == "glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0"
