@@ -19,9 +19,9 @@ ALLOCATOR_ENVIRONMENT = {
     # the workers' many threads left memory in them that RSS never gave back (soak, web
     # process: 112 -> 148 MB in 100 cycles; 111 -> 119 with two).
     "MALLOC_ARENA_MAX": "2",
-    # Each thread kept a cache of the small blocks it freed, pinning pages of the shared
-    # arenas: four control workers' RSS crept by 1.6 MB over the last 20 of 100 soak
-    # cycles with it, 0.24 without, at no cost in CPU.
+    # Each thread kept a cache of the small blocks it freed, out of the shared arenas, which
+    # grew instead: four control workers' RSS crept by 1.6 MB over the last 2.5 minutes of
+    # a 100-cycle soak with it, 0.24 without, at no CPU cost the bench could see.
     "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0",
 }
 
