@@ -63,18 +63,27 @@ class Prepared:
 
     def first(self, c, values: dict):
         """The first row of a SELECT (fields by name, converted by their types), or None."""
+        rows = self._rows(c, values, lambda cursor: [found for found in [cursor.fetchone()]
+                                                     if found is not None])
+        return rows[0] if rows else None
+
+    def all(self, c, values: dict | None = None) -> list:
+        """Every row of a SELECT, as ``first`` reads one."""
+        return self._rows(c, values or {}, lambda cursor: cursor.fetchall())
+
+    def _rows(self, c, values: dict, fetch) -> list:
         cursor, (row_type, types, converters) = self._cursor(c, values)
         try:
-            found = cursor.fetchone()
-            if found is not None and not converters:
+            found = fetch(cursor)
+            if found and not converters:
                 converters[:] = [kind.result_processor(c.dialect, described[1])
                                  for kind, described in zip(types, cursor.description)]
         finally:
             cursor.close()
-        if found is None:
-            return None
-        return row_type(*(value if convert is None else convert(value)
-                          for convert, value in zip(converters, found)))
+        if any(convert is not None for convert in converters):
+            return [row_type(*(value if convert is None else convert(value)
+                               for convert, value in zip(converters, row))) for row in found]
+        return [row_type(*row) for row in found]
 
     def run(self, c, values: dict) -> int:
         """Run an UPDATE (or another statement with no rows); the rows it matched."""

@@ -89,3 +89,23 @@ def test_a_prepared_write_is_rolled_back_with_its_transaction(server):
             raise RuntimeError("the step failed before its end was recorded")
     with transaction() as c:
         assert Prepared(READ).first(c, {"name": server}).last_error is None
+
+
+def test_a_prepared_select_reads_every_row_as_sqlalchemy_does(server):
+    # Several rows, in order, with NULLs and a timestamp: what a step reads of the topology.
+    other = f"{server}-b"
+    with models.session() as s:
+        s.add(ECCServer(name=other, url="http://127.0.0.1:2/", state=None, online=None))
+    every = (select(ECCServer.name, ECCServer.state, ECCServer.online, ECCServer.last_seen_at)
+             .where(ECCServer.name.like(f"{server}%")).order_by(ECCServer.name.desc()))
+    try:
+        with transaction() as c:
+            theirs = c.execute(every).all()
+            ours = Prepared(every).all(c)
+            assert Prepared(every.where(ECCServer.name == "no such server")).all(c) == []
+    finally:
+        with models.session() as s:
+            s.exec(delete(ECCServer).where(ECCServer.name == other))
+    assert [tuple(row) for row in ours] == [tuple(row) for row in theirs]
+    assert [row.name for row in ours] == [other, server]
+    assert ours[0].state is None and ours[1].last_seen_at == SEEN

@@ -64,20 +64,25 @@ class _Server:
     links: list[DataLink]
 
 
-def _servers(c) -> dict[str, _Server]:
-    """Every ECC server with the data links of its sources, in one query of plain columns
-    (three ORM objects a source were a tenth of a 1024-source start's CPU)."""
-    rows = c.execute(
+@cache
+def _servers_statement():
+    return Prepared(
         select(ECCServer.name, ECCServer.url, ECCServer.transition_timeout,
                ECCServer.expected_seconds, DataSource.name.label("source"),
                DataRouter.name.label("router"), DataRouter.ip_address, DataRouter.port,
                DataRouter.type)
         .join(DataSource, DataSource.ecc_server_id == ECCServer.id, isouter=True)
         .join(DataRouter, DataSource.data_router_id == DataRouter.id, isouter=True)
-        .order_by(ECCServer.name, DataSource.name)
-    ).all()
+        .order_by(ECCServer.name, DataSource.name))
+
+
+def _servers(c) -> dict[str, _Server]:
+    """Every ECC server with the data links of its sources, in one query of plain columns
+    (three ORM objects a source were a tenth of a 1024-source start's CPU), on the driver's
+    cursor (SQLAlchemy's rows and statement were most of its cost: py-spy, N = 64, a third
+    of beginning a step)."""
     servers: dict[str, _Server] = {}
-    for row in rows:
+    for row in _servers_statement().all(c):
         found = servers.setdefault(row.name, _Server(
             row.url, row.transition_timeout, row.expected_seconds, []))
         if row.source is not None:
