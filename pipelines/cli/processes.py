@@ -13,7 +13,7 @@ from models import settings
 CELERY_APP = "pipelines.orchestration.app"
 
 # How glibc's allocator serves daqflow's threaded processes over a long shift (see the
-# soaks in README Performance); an operator's own value of either stands.
+# soaks in bench/RECORD.md); an operator's own value of either stands.
 ALLOCATOR_ENVIRONMENT = {
     # glibc gives threads malloc arenas of their own, up to eight a core, and the web's and
     # the workers' many threads left memory in them that RSS never gave back (soak, web

@@ -42,8 +42,8 @@ def web(host, port):
 @click.option("--port", default=None, type=int, help="Web server port  [default: DAQFLOW_PORT].")
 @click.option("--flower", is_flag=True, help="Also run Flower (pip install '.[flower]').")
 # Two per core: a worker's consumer loop waits for the interpreter lock behind its busy
-# step threads, and a second process per core let 1024 steps begin sooner (README,
-# Performance: 2.07 x the engine against 2.53 with one per core).
+# step threads, and a second process per core lets 1024 steps begin sooner (bench/RECORD.md:
+# one per core, 1.20 and 1.73 x the engine at N = 256 and 1024, against 1.15 and 1.51).
 @click.option("--control-workers", type=int,
               default=lambda: min(2 * (os.cpu_count() or 1), 8),
               show_default="two per core, up to 8",

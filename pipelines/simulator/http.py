@@ -5,7 +5,7 @@ Every listening address of a simulator is served by one asyncio event loop in on
 hundreds of ECC servers, and each worker process keeps a connection to each: with a
 thread per connection, a 1024-server start kept 4,000 threads in the simulator waking
 one another for the interpreter lock, and the simulator's CPU a request grew with the
-DAQ (see README, Performance).
+DAQ (see bench/RECORD.md).
 
 ``Wire`` serves any object with ``routes``, ``answer_soap`` and ``control`` (see
 ``simulator.ecc.Simulator``).
