@@ -79,8 +79,8 @@ def _servers_statement():
 def _servers(c) -> dict[str, _Server]:
     """Every ECC server with the data links of its sources, in one query of plain columns
     (three ORM objects a source were a tenth of a 1024-source start's CPU), on the driver's
-    cursor (SQLAlchemy's rows and statement were most of its cost: py-spy, N = 64, a third
-    of beginning a step)."""
+    cursor: through SQLAlchemy's execution this read was a third of beginning a step at
+    N = 64 (py-spy), and the step threads of its process wait for it."""
     servers: dict[str, _Server] = {}
     for row in _servers_statement().all(c):
         found = servers.setdefault(row.name, _Server(
