@@ -63,8 +63,7 @@ class Prepared:
 
     def first(self, c, values: dict):
         """The first row of a SELECT (fields by name, converted by their types), or None."""
-        rows = self._rows(c, values, lambda cursor: [found for found in [cursor.fetchone()]
-                                                     if found is not None])
+        rows = self._rows(c, values, lambda cursor: cursor.fetchmany(1))
         return rows[0] if rows else None
 
     def all(self, c, values: dict | None = None) -> list:
