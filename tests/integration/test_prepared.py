@@ -6,11 +6,12 @@ from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import bindparam
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import delete, select, update
 
 import models
-from models import ECCServer
+from models import ECCServer, Workflow
 from models.db import transaction
 from models.prepared import Prepared
 
@@ -35,8 +36,9 @@ READ = select(ECCServer.name, ECCServer.state, ECCServer.online.label("up"),
 
 
 def test_a_prepared_select_reads_the_row_as_sqlalchemy_does(server):
-    with transaction() as c:
+    with models.get_engine().connect() as c:
         theirs = c.execute(READ, {"name": server}).first()
+    with transaction() as c:
         ours = Prepared(READ).first(c, {"name": server})
         assert Prepared(READ).first(c, {"name": "no such server"}) is None
     assert tuple(ours) == tuple(theirs)
@@ -99,8 +101,9 @@ def test_a_prepared_select_reads_every_row_as_sqlalchemy_does(server):
     every = (select(ECCServer.name, ECCServer.state, ECCServer.online, ECCServer.last_seen_at)
              .where(ECCServer.name.like(f"{server}%")).order_by(ECCServer.name.desc()))
     try:
-        with transaction() as c:
+        with models.get_engine().connect() as c:
             theirs = c.execute(every).all()
+        with transaction() as c:
             ours = Prepared(every).all(c)
             assert Prepared(every.where(ECCServer.name == "no such server")).all(c) == []
     finally:
@@ -109,3 +112,39 @@ def test_a_prepared_select_reads_every_row_as_sqlalchemy_does(server):
     assert [tuple(row) for row in ours] == [tuple(row) for row in theirs]
     assert [row.name for row in ours] == [other, server]
     assert ours[0].state is None and ours[1].last_seen_at == SEEN
+
+
+def test_a_json_column_reads_as_the_orm_reads_it():
+    # What a step reads of its workflow's params: the config each server is sent.
+    params = {"configs": {"ecc-cobo0": {"describe": "beam", "prepare": "p"}}, "title": "é\"'"}
+    with models.session() as s:
+        workflow = Workflow(kind="start_run", params=params)
+        s.add(workflow)
+        s.flush()
+        workflow_id = workflow.id
+    statement = Prepared(select(Workflow.params).where(Workflow.id == bindparam("id")))
+    try:
+        with transaction() as c:
+            assert statement.first(c, {"id": workflow_id}).params == params
+        with models.session() as s:  # on a session's connection too, as the files steps do
+            assert statement.first(s.connection(), {"id": workflow_id}).params == params
+    finally:
+        with models.session() as s:
+            s.exec(delete(Workflow).where(Workflow.id == workflow_id))
+
+
+def test_a_driver_error_is_raised_as_sqlalchemys_and_rolls_back(server):
+    # The tasks retry sqlalchemy.exc.OperationalError (a locked or unreachable database):
+    # a statement on the driver's cursor must raise SQLAlchemy's classes, not the driver's.
+    gone = Table("no_such_table", MetaData(), Column("x", Integer))
+    written = Prepared(update(ECCServer).where(ECCServer.name == bindparam("name"))
+                       .values(last_error=bindparam("error")))
+    with pytest.raises(DBAPIError) as raised:
+        with transaction() as c:
+            written.run(c, {"name": server, "error": "written before the error"})
+            Prepared(update(gone).values(x=bindparam("x"))).run(c, {"x": 1})
+    assert isinstance(raised.value.orig, models.get_engine().dialect.loaded_dbapi.Error)
+    if models.get_engine().dialect.name == "sqlite":
+        assert isinstance(raised.value, OperationalError)  # "no such table", as SQLAlchemy says
+    with transaction() as c:
+        assert Prepared(READ).first(c, {"name": server}).last_error is None

@@ -172,11 +172,16 @@ def _remembered(row, what: str, read):
         return facts[what]
 
 
+@cache
+def _params_statement():
+    return Prepared(select(Workflow.params).where(Workflow.id == bindparam("workflow")))
+
+
 def config_of(c, row) -> dict:
     """The config a step's workflow sends its server: chosen for it, or the active one, as
     planned (``c``: a connection)."""
-    params = _remembered(row, "params", lambda: c.execute(
-        select(Workflow.params).where(Workflow.id == row.workflow_id)).scalar_one())
+    params = _remembered(row, "params", lambda: _params_statement().first(
+        c, {"workflow": row.workflow_id}).params)
     return (params.get("configs") or {}).get(row.target) or params.get("config") or {}
 
 
@@ -226,26 +231,40 @@ def _begin_statement():
                             worker=bindparam("by")))
 
 
-def mark_running(c, row, worker: str | None, group_id: str | None,
-                 began_at: datetime | None = None) -> None:
-    """Mark a step (read by ``step_row``) running on ``worker``, and its stage and
-    workflow with it (``c``: a connection)."""
+@cache
+def _running_statements():
     # Conditional UPDATEs: a redelivered step keeps when it began (and names the worker
     # that has it now), and only the first steps of a stage find it (and their workflow)
     # still pending.
     pending, running = WorkflowState.PENDING.value, WorkflowState.RUNNING.value
+    return dict(
+        worker=Prepared(update(Step).where(Step.id == bindparam("step"))
+                        .values(worker=bindparam("by"))),
+        group=Prepared(update(Stage).where(Stage.id == bindparam("stage"))
+                       .values(group_id=bindparam("group"))),
+        stage=Prepared(update(Stage).where(Stage.id == bindparam("stage"),
+                                           Stage.state == pending).values(state=running)),
+        workflow=Prepared(update(Workflow).where(Workflow.id == bindparam("workflow"),
+                                                 Workflow.state == pending)
+                          .values(state=running)))
+
+
+def mark_running(c, row, worker: str | None, group_id: str | None,
+                 began_at: datetime | None = None) -> None:
+    """Mark a step (read by ``step_row``) running on ``worker``, and its stage and
+    workflow with it (``c``: a connection)."""
+    pending = WorkflowState.PENDING.value
+    statements = _running_statements()
     if row.state == StepState.PENDING.value:
         _begin_statement().run(c, dict(step=row.id, began=began_at or utcnow(), by=worker))
     elif row.worker != worker:
-        c.execute(update(Step).where(Step.id == row.id).values(worker=worker))
+        statements["worker"].run(c, dict(step=row.id, by=worker))
     if group_id and row.group_id != group_id:
-        c.execute(update(Stage).where(Stage.id == row.stage_id).values(group_id=group_id))
+        statements["group"].run(c, dict(stage=row.stage_id, group=group_id))
     if row.stage_state == pending:
-        c.execute(update(Stage).where(Stage.id == row.stage_id, Stage.state == pending)
-                  .values(state=running))
+        statements["stage"].run(c, dict(stage=row.stage_id))
     if row.workflow_state == pending:
-        c.execute(update(Workflow).where(Workflow.id == row.workflow_id,
-                                         Workflow.state == pending).values(state=running))
+        statements["workflow"].run(c, dict(workflow=row.workflow_id))
 
 
 def finish_step(step_id: int, task_id: str, error: str | None = None,
