@@ -8,8 +8,9 @@ is compiled by SQLAlchemy once per dialect, with its values converted by the col
 types' own processors, so it sends what SQLAlchemy would send; only the per-execution
 machinery is skipped, the engine's cursor events with it (a listener on
 ``before_cursor_execute`` does not see these statements). It runs inside a transaction
-of ``models.db.transaction()``, on that connection, and is for statements of plain
-columns only.
+of ``models.db.transaction()`` (or on a session's connection), and is for statements of
+plain columns only. The driver's errors come out as SQLAlchemy's (``OperationalError``
+and the rest), which the tasks retry.
 """
 from __future__ import annotations
 
