@@ -105,13 +105,11 @@ class DriverTransaction:
         self.dialect, self.connection = dialect, connection
 
 
-def driver_error(dialect, exc: BaseException) -> BaseException:
+def driver_error(dialect, exc: Exception) -> Exception:
     """A driver's error as SQLAlchemy would raise it (``sqlite3.OperationalError`` becomes
     ``sqlalchemy.exc.OperationalError``), so that the tasks' retry of a briefly locked or
-    unreachable database sees it; any other exception as it is."""
-    if isinstance(exc, dialect.loaded_dbapi.Error):
-        return DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect)
-    return exc
+    unreachable database sees it."""
+    return DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect)
 
 
 @contextmanager
@@ -130,7 +128,7 @@ def transaction() -> Iterator[DriverTransaction]:
         yield DriverTransaction(engine.dialect, pooled)
         try:
             pooled.commit()
-        except Exception as exc:
+        except engine.dialect.loaded_dbapi.Error as exc:
             raise driver_error(engine.dialect, exc) from exc
     except BaseException:
         try:

@@ -88,12 +88,15 @@ class Prepared:
 
     def _cursor(self, c, values: dict):
         sql, parameters, row = self._for(c.dialect)
+        params = parameters(values)  # a value its column refuses raises here, as it is
         cursor = c.connection.dbapi_connection.cursor()
         try:
-            cursor.execute(sql, parameters(values))
-        except Exception as exc:
+            cursor.execute(sql, params)
+        except BaseException as exc:
             cursor.close()
-            raise driver_error(c.dialect, exc) from exc
+            if isinstance(exc, c.dialect.loaded_dbapi.Error):
+                raise driver_error(c.dialect, exc) from exc
+            raise
         return cursor, row
 
     def first(self, c, values: dict):

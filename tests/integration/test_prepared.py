@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, bindparam
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlmodel import delete, select, update
 
 import models
@@ -148,3 +148,12 @@ def test_a_driver_error_is_raised_as_sqlalchemys_and_rolls_back(server):
         assert isinstance(raised.value, OperationalError)  # "no such table", as SQLAlchemy says
     with transaction() as c:
         assert Prepared(READ).first(c, {"name": server}).last_error is None
+
+
+def test_a_statement_the_driver_cursor_cannot_run_as_compiled_is_refused_at_first_use():
+    # An IN list is rendered anew at each execution by SQLAlchemy: run once as compiled it
+    # would send a placeholder the database does not know.
+    listed = Prepared(select(ECCServer.name).where(ECCServer.name.in_(["a", "b"])))
+    with pytest.raises(ArgumentError, match="IN list"):
+        with transaction() as c:
+            listed.all(c)
