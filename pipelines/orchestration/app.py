@@ -9,8 +9,12 @@ import gc
 
 from celery import Celery, signals
 
+from pipelines.orchestration.memory import ReturnFreeMemory
+
 app = Celery("daqflow", include=["pipelines.runcontrol.tasks"])
 app.config_from_object("pipelines.orchestration.celeryconfig")
+# Every worker (control, files) returns the heap memory its threads freed.
+app.steps["worker"].add(ReturnFreeMemory)
 
 
 @signals.worker_ready.connect
