@@ -27,7 +27,7 @@ def malloc_trim() -> Callable[[int], int] | None:
 class ReturnFreeMemory(bootsteps.StartStopStep):
     """Every ``DAQFLOW_RETURN_MEMORY_SECONDS``, the worker returns its free heap pages.
 
-    A trim costs a control worker about 0.3 ms of CPU (a soak's four workers, 64
+    A trim costs a control worker about 0.4 ms of CPU (a soak's four workers, 64
     sources); it holds each malloc arena's lock only while it walks that arena.
     """
 
