@@ -54,8 +54,9 @@ def test_freed_heap_pages_go_back_to_the_system():
     before = resident_bytes()
     del blocks
     freed = resident_bytes()
-    step = ReturnFreeMemory(Worker())
-    step.trim = malloc_trim()
+    worker = Worker()
+    step = ReturnFreeMemory(worker)
+    step.start(worker)
     step.return_free_memory()
     after = resident_bytes()
     assert before - freed < 4 * 2**20, "glibc returned the freed pages by itself"
