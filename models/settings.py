@@ -179,6 +179,11 @@ WATCH_CONFIGS_SECONDS = _define(
     "DAQFLOW_WATCH_CONFIGS_SECONDS", "60", seconds,
     "how often beat asks every ECC server which configs it offers (GetConfigIDs)",
     shown="60 s")
+STEP_LOST_SECONDS = _define(
+    "DAQFLOW_STEP_LOST_SECONDS", "10", seconds,
+    "a running step its own worker, answering, has not reported for this long is lost "
+    "(the worker restarted without it); longer than a worker's pause between reports",
+    shown="10 s")
 WORKER_GONE_SECONDS = _define(
     "DAQFLOW_WORKER_GONE_SECONDS", "60", seconds,
     "a worker silent this long while others answer is taken as gone, and its running "

@@ -71,6 +71,25 @@ def database():
         postgres_admin(f'DROP DATABASE IF EXISTS "{SESSION_POSTGRES_DB}" WITH (FORCE)')
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _quick_password_hashes():
+    """Accounts made in this process hash their passwords with scrypt at a cost of 2^10,
+    not werkzeug's 2^15: a hash took 0.15 s here, and the suite makes and checks hundreds
+    (Django's advice for tests). A stored hash is still salted scrypt, and checking one
+    reads its cost from it; the servers the tests start keep the real cost."""
+    from functools import partial
+
+    from werkzeug.security import generate_password_hash
+
+    from pipelines.runcontrol import accounts
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(accounts, "generate_password_hash",
+                  partial(generate_password_hash, method="scrypt:1024:8:1"))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def sshd(session_dir):
     """A real OpenSSH server on a free loopback port; clients trust its throw-away host key."""

@@ -116,12 +116,11 @@ def ask_workers(timeout: float = 2.0) -> WorkerReport | None:
 
 
 # A running step whose task no live worker reports is lost only once it has been missing
-# from every inspection for this long, with its own worker answering (restarted, it lost
-# the task): a worker paused for a few seconds (SIGSTOP, a long garbage collection, a
-# loaded host) answers again, and its steps go on. A worker that stays silent while others
-# answer is given DAQFLOW_WORKER_GONE_SECONDS before it counts as gone; a round where no
-# worker answers at all tells nothing and changes nothing.
-LOST_AFTER_SECONDS = 10.0
+# from every inspection for DAQFLOW_STEP_LOST_SECONDS, with its own worker answering
+# (restarted, it lost the task): a worker paused for a few seconds (SIGSTOP, a long garbage
+# collection, a loaded host) answers again, and its steps go on. A worker that stays silent
+# while others answer is given DAQFLOW_WORKER_GONE_SECONDS before it counts as gone; a
+# round where no worker answers at all tells nothing and changes nothing.
 # When each running step was first missing from the workers' reports (task id -> epoch
 # seconds): beat's rounds may run in any worker, on any host.
 MISSING_KEY = "daqflow:steps-missing-since"
@@ -146,11 +145,12 @@ def _missing_for(running: list[str], active: frozenset[str]) -> dict[str, float]
     return {task_id: now - first for task_id, first in missing.items()}
 
 
-def sweep_lost_steps(report: WorkerReport | None = None, lost_after: float = LOST_AFTER_SECONDS,
+def sweep_lost_steps(report: WorkerReport | None = None, lost_after: float | None = None,
                      gone_after: float | None = None) -> list[int]:
-    """Mark lost the running steps no worker has reported for ``lost_after`` seconds while
-    their own worker answered (or, for a worker silent while others answer, for
-    ``gone_after``: DAQFLOW_WORKER_GONE_SECONDS); fail their stages once settled.
+    """Mark lost the running steps no worker has reported for ``lost_after`` seconds
+    (DAQFLOW_STEP_LOST_SECONDS) while their own worker answered (or, for a worker silent
+    while others answer, for ``gone_after``: DAQFLOW_WORKER_GONE_SECONDS); fail their
+    stages once settled.
 
     The update is conditional on the step still running, so a step that ended
     between the database read and the worker inspection keeps its real outcome.
@@ -173,8 +173,9 @@ def sweep_lost_steps(report: WorkerReport | None = None, lost_after: float = LOS
     return lost
 
 
-def _mark_lost(running: list, report: WorkerReport, lost_after: float,
+def _mark_lost(running: list, report: WorkerReport, lost_after: float | None,
                gone_after: float | None) -> list[int]:
+    lost_after = settings.STEP_LOST_SECONDS.get() if lost_after is None else lost_after
     gone_after = settings.WORKER_GONE_SECONDS.get() if gone_after is None else gone_after
     missing = _missing_for([task_id for _, task_id, _ in running], report.active)
 

@@ -15,7 +15,8 @@ Tests and operators steer it over plain HTTP on any of its ports:
   (the server's port closes);
   ``times`` limits how often it fires
 - ``DELETE /_sim/faults`` clear faults;  ``POST /_sim/reset`` everything back to IDLE
-- ``POST /_sim/set``     ``{"server", "state"}`` or ``{"seconds_per_source": s}``
+- ``POST /_sim/set``     ``{"server", "state"}`` or ``{"seconds_per_source": s}``, for
+  every server or, with ``"servers": [names]``, for those
 - ``POST /_sim/processes`` ``{"name": "dataRouter" | "getEccSoapServer", "running": bool}``:
   stop a placeholder process (the program died) or bring it back
 
@@ -300,8 +301,12 @@ class Simulator:
                 if not self.routers.fill(name, int(size)):
                     return 404, {"error": f"no simulated data router {name!r}"}
         if "seconds_per_source" in payload:
-            for server in self.servers.values():
-                server.seconds_per_source = float(payload["seconds_per_source"])
+            names = payload.get("servers", list(self.servers))
+            unknown = [name for name in names if name not in self.servers]
+            if unknown:
+                return 404, {"error": f"no simulated ECC server {unknown[0]!r}"}
+            for name in names:
+                self.servers[name].seconds_per_source = float(payload["seconds_per_source"])
         if "server" in payload:
             names = list(self.servers) if payload["server"] == "*" else [payload["server"]]
             for name in names:

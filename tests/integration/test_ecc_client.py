@@ -1,6 +1,7 @@
 """The zeep ECC client against the simulator, over real HTTP."""
 import re
 import time
+import urllib.error
 
 import pytest
 
@@ -154,6 +155,20 @@ def test_a_slow_server_holds_up_no_other_server_of_the_simulator(sim):
     assert time.monotonic() - asked < 1.5, "another server's answer waited for the slow one"
     waiting.join(10)
     assert late["report"].state == EccState.IDLE and late["at"] - asked >= 2.0
+
+
+def test_one_servers_transitions_are_slowed_alone(sim):
+    fast, slow = client(sim, 0), client(sim, 1)
+    sim.set_seconds_per_source(5.0, servers=["ecc-cobo1"])
+    try:
+        slow.transition("Describe", CONFIG, links(1))
+        assert drive(fast, "Describe", EccState.DESCRIBED) is True  # 0.2 s, as before
+        assert slow.get_state().transition == EccState.DESCRIBED  # still on its way
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            sim.set_seconds_per_source(1.0, servers=["ecc-cobo9"])
+        assert refused.value.code == 404
+    finally:
+        sim.set_seconds_per_source(0.2)
 
 
 def test_already_in_target_state_sends_nothing(sim):

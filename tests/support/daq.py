@@ -32,6 +32,9 @@ from tests.support.processes import wait_for
 # A transition of the standard test DAQ's servers: short, as the suite runs hundreds of them;
 # a test that must see one under way slows the simulator down or hangs it with a fault.
 TRANSITION_SECONDS = 0.1
+# The session worker's DAQFLOW_STEP_LOST_SECONDS: a lab's 10 s, shortened so that the tests
+# of a killed worker wait less; still longer than a beat round (each waits up to 2 s).
+STEP_LOST_SECONDS = 4.0
 COBOS = [f"ecc-cobo{i}" for i in range(8)]
 SERVERS = COBOS + ["ecc-mutant"]
 ROUTERS = [f"router-{i}" for i in range(9)]

@@ -59,8 +59,12 @@ class SimulatorHandle:
     def set_state(self, server, state):
         return self._call("POST", "/_sim/set", {"server": server, "state": int(state)})
 
-    def set_seconds_per_source(self, seconds: float):
-        return self._call("POST", "/_sim/set", {"seconds_per_source": seconds})
+    def set_seconds_per_source(self, seconds: float, servers: list[str] | None = None):
+        """How long a transition takes a source: on every server, or on ``servers``."""
+        payload = {"seconds_per_source": seconds}
+        if servers is not None:
+            payload["servers"] = servers
+        return self._call("POST", "/_sim/set", payload)
 
     def states(self):
         return self._call("GET", "/_sim/state")
@@ -124,8 +128,8 @@ def start_worker(log_path: Path, hostname: str, concurrency: int = 32,
 class WorkerHandle:
     """The session's Celery worker process; a test may kill it and start another."""
 
-    def __init__(self, log_path: Path):
-        self.log_path = log_path
+    def __init__(self, log_path: Path, env: dict | None = None):
+        self.log_path, self.env = log_path, env
         self.proc = None
         self.start()
 
@@ -135,7 +139,7 @@ class WorkerHandle:
         return f"test-{os.getpid()}@{socket.gethostname()}"
 
     def start(self):
-        self.proc = start_worker(self.log_path, f"test-{os.getpid()}")
+        self.proc = start_worker(self.log_path, f"test-{os.getpid()}", env=self.env)
 
     def kill(self):
         """SIGKILL, as the OOM killer or a power cut would."""

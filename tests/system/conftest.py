@@ -9,7 +9,12 @@ import pytest
 
 from pipelines.simulator.topology import simulated_topology
 from tests.support import ROOT
-from tests.support.daq import TRANSITION_SECONDS, clean_staging, clear_workflow_records
+from tests.support.daq import (
+    STEP_LOST_SECONDS,
+    TRANSITION_SECONDS,
+    clean_staging,
+    clear_workflow_records,
+)
 from tests.support.processes import stop_process, wait_for
 from tests.support.services import RedisHandle, WorkerHandle, start_simulator
 
@@ -61,8 +66,10 @@ def simulator(redis_url, sshd, staging_root, session_dir):
 
 @pytest.fixture(scope="session")
 def worker(redis_url, simulator, session_dir):
-    """A real Celery worker (thread pool) on the control and files queues."""
-    handle = WorkerHandle(session_dir / "worker.log")
+    """A real Celery worker (thread pool) on the control and files queues; its steps are
+    lost STEP_LOST_SECONDS after it answers without them."""
+    handle = WorkerHandle(session_dir / "worker.log",
+                          env={"DAQFLOW_STEP_LOST_SECONDS": str(STEP_LOST_SECONDS)})
     yield handle
     handle.stop()
 

@@ -206,9 +206,9 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     page.get_by_label("Title").fill("e2e <b>cosmics</b>")
     page.get_by_label("Comment").fill("first light after the gas change")
     page.get_by_label("gas pressure").fill("150")
-    # This start's transitions take 3 s, so that a 1 s poll sees it mid-way even when the
-    # machine is busy (a 2 s start went by unseen once in CI).
-    simulator_set(demo["sim"], seconds_per_source=3.0)
+    # This start's CoBo transitions take 3 s, so that a 1 s poll sees them mid-way even when
+    # the machine is busy (a 2 s start went by unseen once in CI); the MuTAnT's stay quick.
+    simulator_set(demo["sim"], seconds_per_source=3.0, servers=[f"ecc-cobo{i}" for i in range(8)])
     page.get_by_role("button", name="Start run").click()
     # Mid-start: a source's bar is on its way (and the bars of the last workflow are gone).
     wait_or_explain(page, demo, """() => {

@@ -16,6 +16,7 @@ from pipelines.daq.ecc.states import EccState
 from pipelines.runcontrol import errors, launching, lock, progress, replay, watch
 from pipelines.runcontrol.records import steps as step_records
 from tests.support.daq import (
+    STEP_LOST_SECONDS,
     cobo_steps,
     sends,
     set_all,
@@ -138,12 +139,12 @@ def test_a_worker_killed_mid_stage_loses_its_steps_then_replay_finishes(running_
     worker.start()  # it answers again, under its name, without the killed one's tasks
     back_at = time.monotonic()
     # Beat's rounds (every second here) mark them lost once missing from every answer for
-    # LOST_AFTER_SECONDS (10 s), not at once; at most two rounds later (each waits up to
-    # 2 s for answers), with 4 s to spare for a loaded machine.
+    # DAQFLOW_STEP_LOST_SECONDS (STEP_LOST_SECONDS here), not at once; at most two rounds
+    # later (each waits up to 2 s for answers), with 4 s to spare for a loaded machine.
     wait_for(lambda: steps_in(workflow_id, "lost") == 4, timeout=30,
              message="steps marked lost")
     took = time.monotonic() - back_at
-    assert watch.LOST_AFTER_SECONDS <= took <= watch.LOST_AFTER_SECONDS + 2 * 3 + 4, took
+    assert STEP_LOST_SECONDS <= took <= STEP_LOST_SECONDS + 2 * 3 + 4, took
 
     # The killed tasks never report, so no chord callback comes: beat's sweep fails the
     # stage once its other steps have ended (they have).
@@ -174,8 +175,8 @@ def test_a_worker_paused_for_seconds_keeps_its_steps_and_they_complete(running_d
 
     # It cannot answer (a long GC, a loaded host) for longer than a step may be missing,
     # even from a worker silent while others answer (3 s here for both; beat's rounds use
-    # LOST_AFTER_SECONDS and DAQFLOW_WORKER_GONE_SECONDS): the watch's rounds (each waits
-    # its 2 s for answers) find nobody answering, which tells nothing: nothing lost.
+    # DAQFLOW_STEP_LOST_SECONDS and DAQFLOW_WORKER_GONE_SECONDS): the watch's rounds (each
+    # waits its 2 s for answers) find nobody answering, which tells nothing: nothing lost.
     lost_after = 3.0
     worker.proc.send_signal(signal.SIGSTOP)
     try:
@@ -199,10 +200,13 @@ def test_a_worker_silent_while_another_answers_is_gone_only_after_its_limit(
     workflow_id = start_held(sim, "a silent worker")
     steps = cobo_steps(workflow_id)
     # Another worker answers beat's rounds (and runs them) while the one with the steps is
-    # silent: it is given DAQFLOW_WORKER_GONE_SECONDS (16 s here), not the 10 s of a worker
-    # that answers without its steps.
+    # silent: it is given DAQFLOW_WORKER_GONE_SECONDS (9 s here), not the STEP_LOST_SECONDS
+    # of a worker that answers without its steps.
+    gone_after = 9
     bystander = start_worker(tmp_path / "bystander.log", "bystander", concurrency=4,
-                             queues="control", env={"DAQFLOW_WORKER_GONE_SECONDS": "16"})
+                             queues="control",
+                             env={"DAQFLOW_WORKER_GONE_SECONDS": str(gone_after),
+                                  "DAQFLOW_STEP_LOST_SECONDS": str(STEP_LOST_SECONDS)})
     try:
         worker.proc.send_signal(signal.SIGSTOP)
         try:
@@ -213,7 +217,7 @@ def test_a_worker_silent_while_another_answers_is_gone_only_after_its_limit(
             sim.clear_faults()
         finally:
             worker.proc.send_signal(signal.SIGCONT)
-        assert silent_for >= 16, silent_for
+        assert silent_for >= gone_after > STEP_LOST_SECONDS, silent_for
         view = wait_workflow(workflow_id, timeout=15)
         assert view["state"] == "failed" and "lost" in view["error"]
         # Resumed, its tasks confirm their transitions: too late, they act on nothing.
