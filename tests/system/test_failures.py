@@ -233,16 +233,18 @@ def test_a_worker_silent_while_another_answers_is_gone_only_after_its_limit(
 
 @pytest.mark.database_agnostic
 def test_a_partly_lost_stage_waits_for_its_other_steps_and_late_messages_act_on_nothing(
-        running_daq, worker):
+        running_daq, worker, monkeypatch):
     sim = running_daq
     workflow_id = start_held(sim, "half a crate")
     steps = cobo_steps(workflow_id)
-    # A round where the worker answered executing only four of them: the other four lost.
+    # A round where the worker answered executing only four of them: the other four are
+    # missing, lost once missing for DAQFLOW_STEP_LOST_SECONDS (10 s by default).
     report = watch.WorkerReport(frozenset({worker.node}),
                                 frozenset(st.task_id for st in steps[4:]))
-
-    assert sorted(watch.sweep_lost_steps(report, lost_after=0)) == sorted(
-        st.id for st in steps[:4])
+    assert watch.sweep_lost_steps(report) == []
+    monkeypatch.setenv("DAQFLOW_STEP_LOST_SECONDS", "0.2")
+    lost = wait_for(lambda: watch.sweep_lost_steps(report), timeout=5, message="lost steps")
+    assert sorted(lost) == sorted(st.id for st in steps[:4])
 
     # The stage waits for its other four; nothing is failed while they run.
     watch.sweep_lost_steps(report, lost_after=0)
