@@ -181,8 +181,8 @@ WATCH_CONFIGS_SECONDS = _define(
     shown="60 s")
 STEP_LOST_SECONDS = _define(
     "DAQFLOW_STEP_LOST_SECONDS", "10", seconds,
-    "a running step its own worker, answering, has not reported for this long is lost "
-    "(the worker restarted without it); longer than a worker's pause between reports",
+    "a running step that its own worker, answering the watch, has not reported for this "
+    "long is lost (the worker was restarted without it)",
     shown="10 s")
 WORKER_GONE_SECONDS = _define(
     "DAQFLOW_WORKER_GONE_SECONDS", "60", seconds,

@@ -121,6 +121,7 @@ def ask_workers(timeout: float = 2.0) -> WorkerReport | None:
 # collection, a loaded host) answers again, and its steps go on. A worker that stays silent
 # while others answer is given DAQFLOW_WORKER_GONE_SECONDS before it counts as gone; a
 # round where no worker answers at all tells nothing and changes nothing.
+
 # When each running step was first missing from the workers' reports (task id -> epoch
 # seconds): beat's rounds may run in any worker, on any host.
 MISSING_KEY = "daqflow:steps-missing-since"
