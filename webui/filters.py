@@ -20,6 +20,13 @@ def hms(value: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def seconds(value: float | None) -> str:
+    """A short duration in seconds: tenths under 10 s (a 0.2 s transition is not "0 s")."""
+    if value is None:
+        return ""
+    return f"{value:.1f} s" if value < 10 else f"{int(value)} s"
+
+
 def percent(value: float | None) -> int:
     return int(round((value or 0) * 100))
 
@@ -46,4 +53,5 @@ def ago(value: str | datetime | None) -> str:
 
 def register_filters(app) -> None:
     """Template filters for times, durations, percentages and sizes."""
-    app.jinja_env.filters.update(clock=clock, hms=hms, percent=percent, size=size, ago=ago)
+    app.jinja_env.filters.update(clock=clock, hms=hms, seconds=seconds, percent=percent,
+                                 size=size, ago=ago)
