@@ -74,9 +74,10 @@ def database():
 @pytest.fixture(autouse=True, scope="session")
 def _quick_password_hashes():
     """Accounts made in this process hash their passwords with scrypt at a cost of 2^10,
-    not werkzeug's 2^15: a hash took 0.15 s here, and the suite makes and checks hundreds
-    (Django's advice for tests). A stored hash is still salted scrypt, and checking one
-    reads its cost from it; the servers the tests start keep the real cost."""
+    not werkzeug's 2^15: a hash took 0.15 s here, and every logged-in test client hashes
+    twice, its account then its login (Django's advice for tests). A stored hash is still
+    salted scrypt, and checking one reads its cost from it; the servers the tests start
+    keep the real cost."""
     from functools import partial
 
     from werkzeug.security import generate_password_hash

@@ -115,13 +115,6 @@ def ask_workers(timeout: float = 2.0) -> WorkerReport | None:
                         frozenset(task["id"] for tasks in replies.values() for task in tasks))
 
 
-# A running step whose task no live worker reports is lost only once it has been missing
-# from every inspection for DAQFLOW_STEP_LOST_SECONDS, with its own worker answering
-# (restarted, it lost the task): a worker paused for a few seconds (SIGSTOP, a long garbage
-# collection, a loaded host) answers again, and its steps go on. A worker that stays silent
-# while others answer is given DAQFLOW_WORKER_GONE_SECONDS before it counts as gone; a
-# round where no worker answers at all tells nothing and changes nothing.
-
 # When each running step was first missing from the workers' reports (task id -> epoch
 # seconds): beat's rounds may run in any worker, on any host.
 MISSING_KEY = "daqflow:steps-missing-since"
@@ -146,6 +139,12 @@ def _missing_for(running: list[str], active: frozenset[str]) -> dict[str, float]
     return {task_id: now - first for task_id, first in missing.items()}
 
 
+# A running step whose task no live worker reports is lost only once it has been missing
+# from every inspection for DAQFLOW_STEP_LOST_SECONDS, with its own worker answering
+# (restarted, it lost the task): a worker paused for a few seconds (SIGSTOP, a long garbage
+# collection, a loaded host) answers again, and its steps go on. A worker that stays silent
+# while others answer is given DAQFLOW_WORKER_GONE_SECONDS before it counts as gone; a
+# round where no worker answers at all tells nothing and changes nothing.
 def sweep_lost_steps(report: WorkerReport | None = None, lost_after: float | None = None,
                      gone_after: float | None = None) -> list[int]:
     """Mark lost the running steps no worker has reported for ``lost_after`` seconds

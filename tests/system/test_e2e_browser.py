@@ -22,6 +22,7 @@ import pytest
 
 from pipelines.simulator.topology import simulated_topology
 from tests.support import DATABASE, ROOT
+from tests.support.daq import COBOS
 from tests.support.processes import stop_process, wait_for
 
 # What it checks does not depend on the database: .ci/run's first pass only.
@@ -208,7 +209,7 @@ def test_operator_starts_stops_and_replays_a_run_in_chromium(demo, page):
     page.get_by_label("gas pressure").fill("150")
     # This start's CoBo transitions take 3 s, so that a 1 s poll sees them mid-way even when
     # the machine is busy (a 2 s start went by unseen once in CI); the MuTAnT's stay quick.
-    simulator_set(demo["sim"], seconds_per_source=3.0, servers=[f"ecc-cobo{i}" for i in range(8)])
+    simulator_set(demo["sim"], seconds_per_source=3.0, servers=COBOS)
     page.get_by_role("button", name="Start run").click()
     # Mid-start: a source's bar is on its way (and the bars of the last workflow are gone).
     wait_or_explain(page, demo, """() => {
