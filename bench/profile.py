@@ -29,6 +29,33 @@ GROUPS = [
 ]
 OTHER = "other (stdlib, threads)"
 
+# What a control worker was doing, by the innermost frame naming one of these functions:
+# daqflow's parts of a step and of a callback, and what Celery does around them. A sample
+# none of them names is charged to its thread: the main thread is the consumer loop
+# (receiving, acknowledging), a pool thread is Celery running its task.
+ACTIVITIES = [
+    ("begin a step", ("begin_transition (",)),
+    ("end a step", ("finish_transition (", "finish_step (")),
+    ("ECC operation", ("EccClient.transition (",)),
+    ("ECC GetState", ("EccClient.get_state (",)),
+    ("drive (between calls)", ("drive (",)),
+    ("stage callback's record", ("complete_stage (",)),
+    ("final callback's record", ("finish_workflow (",)),
+    ("counting the chord", ("on_chord_part_return (",)),
+    ("sending tasks", ("apply_async (", "send_task_message (")),
+]
+MAIN_THREAD, POOL_THREAD = "consumer loop (main thread)", "Celery around tasks (pool threads)"
+
+
+def activity_of(stack: str) -> str:
+    """The activity of one collapsed stack of a control worker (see ACTIVITIES)."""
+    frames = stack.split(";")
+    for frame in reversed(frames):
+        for name, fragments in ACTIVITIES:
+            if any(fragment in frame for fragment in fragments):
+                return name
+    return MAIN_THREAD if frames[0].startswith("_run_module_as_main") else POOL_THREAD
+
 
 def group_of(stack: str) -> str:
     """The group of one collapsed stack ("outer;...;inner"), from its innermost frame up."""
@@ -77,13 +104,17 @@ class Recording:
 
 
 def summarize(raw: str) -> dict:
-    """Samples per group of a raw py-spy recording, as percentages of all its samples."""
+    """Samples per group of a raw py-spy recording, as percentages of all its samples; and
+    the samples per activity (``activity_of``), for adding up over processes."""
     counts: Counter[str] = Counter()
+    activities: Counter[str] = Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
             counts[group_of(stack)] += int(count)
+            activities[activity_of(stack)] += int(count)
     total = sum(counts.values())
     return {"samples": total,
             "percent": {name: round(100 * n / total, 1) for name, n in counts.most_common()}
-            if total else {}}
+            if total else {},
+            "activities": dict(activities.most_common())}

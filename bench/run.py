@@ -343,6 +343,19 @@ def control_breakdown(tasks: dict[str, list], main_threads: dict[str, float],
     return breakdown
 
 
+def control_activities(n: int, profile: dict) -> str:
+    """The control workers' py-spy samples added up, by activity (``bench.profile``)."""
+    counts: dict[str, int] = {}
+    for process, found in profile.items():
+        if process.startswith("control"):
+            for activity, samples in found.get("activities", {}).items():
+                counts[activity] = counts.get(activity, 0) + samples
+    total = sum(counts.values()) or 1
+    return (f"N = {n}, the control workers by activity ({sum(counts.values())} samples): "
+            + ", ".join(f"{activity} {100 * samples / total:.1f} %" for activity, samples
+                        in sorted(counts.items(), key=lambda item: -item[1])))
+
+
 def profiled_starts(daq: Daq, directory: Path, timeout: float) -> dict:
     """Two starts under py-spy: per process, where its CPU went (percent of samples)."""
     pids = {name: process.pid for name, process in daq.processes.items()}
@@ -590,6 +603,8 @@ def table(results: dict) -> str:
             out += ["", f"N = {row['sources']}, {process} ({found['samples']} samples holding "
                     "the GIL): " + ", ".join(f"{group} {share:.0f} %"
                                              for group, share in found["percent"].items())]
+        if row.get("profile"):
+            out += ["", control_activities(row["sources"], row["profile"])]
     if results.get("callback_latency_ms"):
         c = results["callback_latency_ms"]
         out += ["", f"Chord callback latency ({c['count']} stages): median {c['median']:.1f} ms,"
