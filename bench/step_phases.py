@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-# (label, module attribute or class method that performs the phase), in a step's order.
+# The phases timed, in a step's order (what performs each is wrapped in ``measure``).
 PHASES = ["begin", "client", "operation", "GetState", "end"]
 
 
