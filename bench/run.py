@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -345,15 +346,14 @@ def control_breakdown(tasks: dict[str, list], main_threads: dict[str, float],
 
 def control_activities(n: int, profile: dict) -> str:
     """The control workers' py-spy samples added up, by activity (``bench.profile``)."""
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for process, found in profile.items():
         if process.startswith("control"):
-            for activity, samples in found.get("activities", {}).items():
-                counts[activity] = counts.get(activity, 0) + samples
-    total = sum(counts.values()) or 1
-    return (f"N = {n}, the control workers by activity ({sum(counts.values())} samples): "
-            + ", ".join(f"{activity} {100 * samples / total:.1f} %" for activity, samples
-                        in sorted(counts.items(), key=lambda item: -item[1])))
+            counts.update(found.get("activities", {}))
+    total = sum(counts.values())
+    return (f"N = {n}, the control workers by activity ({total} samples): "
+            + ", ".join(f"{activity} {100 * samples / total:.1f} %"
+                        for activity, samples in counts.most_common()))
 
 
 def profiled_starts(daq: Daq, directory: Path, timeout: float) -> dict:

@@ -58,15 +58,16 @@ def measure(sources: int, starts: int, seconds: float) -> dict:
     redis, url = private_redis(directory)
     daq = Daq(url, sources, seconds)
     try:
-        from sqlmodel import select, update
+        from sqlmodel import select
 
         from bench import engine
         from bench.run import set_ready
-        from models import Stage, Step, Workflow, session
+        from models import Stage, Workflow, session
         from models.vocabulary import WorkflowKind, WorkflowState
         from pipelines.daq.ecc.client import EccClient
         from pipelines.runcontrol import launching, lock, tasks
         from pipelines.runcontrol.records import steps as step_records
+        from pipelines.runcontrol.records.workflows import end_workflow
 
         clock = PhaseClock()
         clock.wrap(step_records, "begin_transition", "begin")
@@ -81,17 +82,16 @@ def measure(sources: int, starts: int, seconds: float) -> dict:
             with session() as s:
                 stages = s.exec(select(Stage).where(Stage.workflow_id == workflow_id)
                                 .order_by(Stage.order)).all()
-                steps = [s.exec(select(Step.id, Step.task_id).where(Step.stage_id == stage.id)
-                                .order_by(Step.target)).all() for stage in stages]
+                steps = [step_records.latest_to_send(s, stage.id) for stage in stages]
             clock.reset()
             step_cpu = []
             for members in steps:  # stage by stage, as the hardware needs
-                for step_id, task_id in members:
+                for step in members:
                     began = time.thread_time()
-                    result = tasks.transition.apply(args=(step_id,), task_id=task_id)
+                    result = tasks.transition.apply(args=(step.id,), task_id=step.task_id)
                     step_cpu.append(time.thread_time() - began)
                     if not result.successful():
-                        raise RuntimeError(f"step {step_id} failed: {result.result}")
+                        raise RuntimeError(f"step {step.id} failed: {result.result}")
             member_cpu = []
             for _ in step_cpu:
                 began = time.thread_time()
@@ -99,9 +99,7 @@ def measure(sources: int, starts: int, seconds: float) -> dict:
                 member_cpu.append(time.thread_time() - began)
             # The callbacks are not run here: end the workflow as its final callback would.
             with session() as s:
-                s.exec(update(Workflow).where(Workflow.id == workflow_id)
-                       .values(state=WorkflowState.SUCCEEDED.value))
-                token = s.get(Workflow, workflow_id).lock_token
+                token = end_workflow(s.get(Workflow, workflow_id), WorkflowState.SUCCEEDED)
             lock.release(token)
             count = len(step_cpu)
             phases = {phase: 1e6 * clock.spent[phase] / count for phase in PHASES}
