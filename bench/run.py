@@ -529,7 +529,7 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                 except RuntimeError as exc:
                     failures.append(f"cycle {cycle} {path}: {exc}")
                     set_ready(daq)
-            if cycle in (0, cycles - 1) or cycle % 20 == 19:
+            if cycle in (0, cycles - 1) or cycle % 10 == 9:
                 samples.append({"cycle": cycle + 1, "redis_keys": redis.dbsize(),
                                 "control_rss_mb": sum(p.rss_bytes() for p in control) / 2**20,
                                 # A pool thread starts only when every other one is busy:
@@ -540,9 +540,32 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                 print(f"  soak cycle {cycle + 1}: {samples[-1]}", flush=True)
         return {"sources": n, "seconds_per_transition": seconds, "cycles": cycles,
                 "database": "PostgreSQL" if postgres else "SQLite", "failures": failures,
-                "samples": samples, "minutes": (time.monotonic() - began) / 60}
+                "samples": samples, "minutes": (time.monotonic() - began) / 60,
+                "trends": {key: rss_trend(samples, key) for key in SOAK_RSS}}
     finally:
         daq.close()
+
+
+# The soak's memory figures, each a process or a group of them, in MB.
+SOAK_RSS = ("control_rss_mb", "files_rss_mb", "web_rss_mb")
+
+
+def rss_trend(samples: list[dict], key: str, since: int = 100) -> dict:
+    """Whether a soak's RSS still moves once warm: the least-squares slope, in MB per 100
+    cycles, over the samples from cycle ``since`` on, beside their lowest and highest.
+
+    Two samples say little: where one falls against the last heap trim moves it by a
+    megabyte or two. A slope over every sample of the second half tells a trend from that
+    saw-tooth; with fewer than three samples there is none to tell (None).
+    """
+    window = [(s["cycle"], s[key]) for s in samples if s["cycle"] >= since]
+    if len(window) < 3:
+        return {"from_cycle": since, "slope_mb_per_100_cycles": None}
+    cycles, values = zip(*window)
+    slope = statistics.linear_regression(cycles, values).slope
+    return {"from_cycle": since, "samples": len(window),
+            "slope_mb_per_100_cycles": round(100 * slope, 3),
+            "low_mb": round(min(values), 2), "high_mb": round(max(values), 2)}
 
 
 # --- the report ---------------------------------------------------------------------
@@ -629,6 +652,14 @@ def table(results: dict) -> str:
                 f"{first['web_rss_mb']:.0f} -> {last['web_rss_mb']:.0f}"
                 + (f"; control threads {first['control_threads']} -> {last['control_threads']}"
                    if "control_threads" in first else "")]
+        trends = [f"{key.removesuffix('_rss_mb')} {t['slope_mb_per_100_cycles']:+.2f} "
+                  f"({t['low_mb']:.1f} to {t['high_mb']:.1f})"
+                  for key, t in s.get("trends", {}).items()
+                  if t["slope_mb_per_100_cycles"] is not None]
+        if trends:
+            out.append(f"RSS trend from cycle {s['trends']['control_rss_mb']['from_cycle']} on, "
+                       "MB per 100 cycles (least squares; lowest to highest sample): "
+                       + ", ".join(trends))
     return "\n".join(out)
 
 
