@@ -541,7 +541,10 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
         return {"sources": n, "seconds_per_transition": seconds, "cycles": cycles,
                 "database": "PostgreSQL" if postgres else "SQLite", "failures": failures,
                 "samples": samples, "minutes": (time.monotonic() - began) / 60,
-                "trends": {key: rss_trend(samples, key) for key in SOAK_RSS}}
+                # From cycle 100 (once warm), and over the soak's second half.
+                "trends": {key: [rss_trend(samples, key, since)
+                                 for since in sorted({100, cycles // 2})]
+                           for key in SOAK_RSS}}
     finally:
         daq.close()
 
@@ -552,19 +555,24 @@ SOAK_RSS = ("control_rss_mb", "files_rss_mb", "web_rss_mb")
 
 def rss_trend(samples: list[dict], key: str, since: int = 100) -> dict:
     """Whether a soak's RSS still moves once warm: the least-squares slope, in MB per 100
-    cycles, over the samples from cycle ``since`` on, beside their lowest and highest.
+    cycles, with its standard error, over the samples from cycle ``since`` on, beside
+    their lowest and highest.
 
     Two samples say little: where one falls against the last heap trim moves it by a
-    megabyte or two. A slope over every sample of the second half tells a trend from that
+    megabyte or two. A slope over every sample of a window tells a trend from that
     saw-tooth; with fewer than three samples there is none to tell (None).
     """
     window = [(s["cycle"], s[key]) for s in samples if s["cycle"] >= since]
     if len(window) < 3:
         return {"from_cycle": since, "slope_mb_per_100_cycles": None}
     cycles, values = zip(*window)
-    slope = statistics.linear_regression(cycles, values).slope
+    fit = statistics.linear_regression(cycles, values)
+    residuals = sum((v - fit.intercept - fit.slope * c) ** 2 for c, v in window)
+    spread = sum((c - statistics.fmean(cycles)) ** 2 for c in cycles)
+    error = (residuals / (len(window) - 2) / spread) ** 0.5
     return {"from_cycle": since, "samples": len(window),
-            "slope_mb_per_100_cycles": round(100 * slope, 3),
+            "slope_mb_per_100_cycles": round(100 * fit.slope, 3),
+            "standard_error": round(100 * error, 3),
             "low_mb": round(min(values), 2), "high_mb": round(max(values), 2)}
 
 
@@ -652,14 +660,14 @@ def table(results: dict) -> str:
                 f"{first['web_rss_mb']:.0f} -> {last['web_rss_mb']:.0f}"
                 + (f"; control threads {first['control_threads']} -> {last['control_threads']}"
                    if "control_threads" in first else "")]
-        trends = [f"{key.removesuffix('_rss_mb')} {t['slope_mb_per_100_cycles']:+.2f} "
-                  f"({t['low_mb']:.1f} to {t['high_mb']:.1f})"
-                  for key, t in s.get("trends", {}).items()
-                  if t["slope_mb_per_100_cycles"] is not None]
-        if trends:
-            out.append(f"RSS trend from cycle {s['trends']['control_rss_mb']['from_cycle']} on, "
-                       "MB per 100 cycles (least squares; lowest to highest sample): "
-                       + ", ".join(trends))
+        for key, windows in s.get("trends", {}).items():
+            shown = [f"from cycle {t['from_cycle']} {t['slope_mb_per_100_cycles']:+.2f} "
+                     f"± {t['standard_error']:.2f} ({t['low_mb']:.1f} to {t['high_mb']:.1f})"
+                     for t in windows if t["slope_mb_per_100_cycles"] is not None]
+            if shown:
+                out.append(f"RSS trend, {key.removesuffix('_rss_mb')}, MB per 100 cycles "
+                           "(least squares ± one standard error; lowest to highest sample): "
+                           + "; ".join(shown))
     return "\n".join(out)
 
 
