@@ -15,7 +15,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from pipelines.cli.processes import with_allocator_settings
 from pipelines.simulator.topology import simulated_topology
@@ -281,12 +283,21 @@ def postgres_admin(server: str, statement: str) -> None:
         admin.dispose()
 
 
-def private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
-    """The benchmark run's own Redis; sets REDIS_URL for this process (read on first use)."""
+@contextmanager
+def bench_redis(prefix: str) -> Iterator[tuple[Path, str]]:
+    """A benchmark's own Redis in a fresh temporary folder: (the folder, its URL). Sets
+    REDIS_URL for this process (read on first use); on exit the Redis is stopped (by its
+    PID) and the folder removed."""
     from pipelines.cli.supervisor import start_redis
 
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
     process, url = start_redis(directory)
     os.environ["REDIS_URL"] = url
     for key in ("DAQFLOW_BROKER_URL", "DAQFLOW_RESULT_BACKEND", "DAQFLOW_DATABASE_URL"):
         os.environ.pop(key, None)
-    return process, url
+    try:
+        yield directory, url
+    finally:
+        process.terminate()
+        process.wait(30)
+        shutil.rmtree(directory, ignore_errors=True)

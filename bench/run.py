@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -28,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import engine
-from bench.harness import Daq, busy_cpu_seconds, private_redis
+from bench.harness import Daq, bench_redis, busy_cpu_seconds
 from bench.profile import Recording, py_spy
 
 FINISHED = ("succeeded", "failed")
@@ -568,7 +566,8 @@ def rss_trend(samples: list[dict], key: str, since: int = 100) -> dict:
     cycles, values = zip(*window)
     fit = statistics.linear_regression(cycles, values)
     residuals = sum((v - fit.intercept - fit.slope * c) ** 2 for c, v in window)
-    spread = sum((c - statistics.fmean(cycles)) ** 2 for c in cycles)
+    mean_cycle = statistics.fmean(cycles)
+    spread = sum((c - mean_cycle) ** 2 for c in cycles)
     error = (residuals / (len(window) - 2) / spread) ** 0.5
     return {"from_cycle": since, "samples": len(window),
             "slope_mb_per_100_cycles": round(100 * fit.slope, 3),
@@ -702,12 +701,10 @@ def main(argv: list[str] | None = None) -> int:
     # A benchmark stopped with kill still stops every process it started (finally blocks).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    work = Path(tempfile.mkdtemp(prefix="daqflow-bench-redis-"))
-    redis_proc, redis_url = private_redis(work)
     results: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "argv": sys.argv[1:]}
     latencies: list[float] = []
-    try:
+    with bench_redis("daqflow-bench-redis-") as (_, redis_url):
         if "start" in args.only:
             print("start-run wall time", flush=True)
             results["start"] = measure_starts(redis_url, args.sizes, args.reps, args.seconds,
@@ -725,10 +722,6 @@ def main(argv: list[str] | None = None) -> int:
         if "soak" in args.only:
             results["soak"] = measure_soak(redis_url, 64, args.soak_seconds, args.soak_cycles,
                                            args.postgres)
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(table(results))

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 # The phases timed, in a step's order (what performs each is wrapped in ``measure``).
 PHASES = ["begin", "client", "operation", "GetState", "end"]
@@ -52,10 +50,15 @@ class PhaseClock:
 
 def measure(sources: int, starts: int, seconds: float) -> dict:
     """Per start: a step's CPU (µs) in all and by phase, and an engine member's."""
-    from bench.harness import Daq, private_redis
+    from bench.harness import bench_redis
 
-    directory = Path(tempfile.mkdtemp(prefix="daqflow-phases-"))
-    redis, url = private_redis(directory)
+    with bench_redis("daqflow-phases-") as (_, url):
+        return _measure(url, sources, starts, seconds)
+
+
+def _measure(url: str, sources: int, starts: int, seconds: float) -> dict:
+    from bench.harness import Daq
+
     daq = Daq(url, sources, seconds)
     try:
         from sqlmodel import select
@@ -111,8 +114,6 @@ def measure(sources: int, starts: int, seconds: float) -> dict:
         return {"sources": sources, "seconds": seconds, "starts": rows}
     finally:
         daq.close()
-        redis.terminate()
-        redis.wait(30)
 
 
 def summary(found: dict) -> str:

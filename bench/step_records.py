@@ -13,20 +13,16 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 
 def measure(n: int) -> dict:
     """CPU microseconds per step of beginning and ending a start's CoBo steps, N sources."""
-    from bench.harness import private_redis
+    from bench.harness import bench_redis
 
-    directory = Path(tempfile.mkdtemp(prefix=f"daqflow-steps-{n}-"))
-    (directory / "instance").mkdir()
-    os.environ["DAQFLOW_INSTANCE"] = str(directory / "instance")
-    redis, _url = private_redis(directory)
-    try:
+    with bench_redis(f"daqflow-steps-{n}-") as (directory, _url):
+        (directory / "instance").mkdir()
+        os.environ["DAQFLOW_INSTANCE"] = str(directory / "instance")
         from sqlmodel import select, update
 
         from models import ECCServer, Stage, Step, migrate, session
@@ -62,9 +58,6 @@ def measure(n: int) -> dict:
             began, ended = began + t1 - t0, ended + t2 - t1
         return {"sources": n, "steps": len(members),
                 "begin_us": 1e6 * began / len(members), "end_us": 1e6 * ended / len(members)}
-    finally:
-        redis.terminate()
-        redis.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:
