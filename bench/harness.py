@@ -202,7 +202,8 @@ class Daq:
                                     "worker", "--pool", pool, "--concurrency", str(concurrency),
                                     "--queues", queues, "--hostname", f"{name}@%h",
                                     "--loglevel", "WARNING", "--without-gossip",
-                                    "--without-mingle", "--include", "bench.engine,bench.task_cpu"])
+                                    "--without-mingle", "--include",
+                                    "bench.engine,bench.task_cpu,bench.memory_probe"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             replies = app.control.ping(timeout=0.5) or []

@@ -508,6 +508,18 @@ def measure_polling(redis_url: str, n: int, seconds: float, reps: int, clients: 
         daq.close()
 
 
+def trim_workers(daq: Daq) -> None:
+    """Once the processes are quiet, every worker hands its free heap pages back
+    (``bench.memory_probe``): the soak samples RSS just after a trim, not wherever the
+    workers' own 30 s trims left it."""
+    workers = [name for name in daq.processes if name.startswith(("control", "files"))]
+    daq.quiet_cpu_seconds()
+    replies = daq.app().control.broadcast("trim_memory", reply=True, timeout=5.0,
+                                          limit=len(workers)) or []
+    if len(replies) != len(workers):
+        raise RuntimeError(f"trim: {len(replies)} of {len(workers)} workers answered")
+
+
 def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                  postgres: str | None = None) -> dict:
     """(5): start/stop cycles with routers and backups: successes, Redis keys, memory."""
@@ -528,6 +540,7 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                     failures.append(f"cycle {cycle} {path}: {exc}")
                     set_ready(daq)
             if cycle in (0, cycles - 1) or cycle % 10 == 9:
+                trim_workers(daq)
                 samples.append({"cycle": cycle + 1, "redis_keys": redis.dbsize(),
                                 "control_rss_mb": sum(p.rss_bytes() for p in control) / 2**20,
                                 # A pool thread starts only when every other one is busy:
@@ -537,7 +550,8 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                                 "web_rss_mb": web.rss_bytes() / 2**20})
                 print(f"  soak cycle {cycle + 1}: {samples[-1]}", flush=True)
         return {"sources": n, "seconds_per_transition": seconds, "cycles": cycles,
-                "database": "PostgreSQL" if postgres else "SQLite", "failures": failures,
+                "database": "PostgreSQL" if postgres else "SQLite", "pool": CONTROL["pool"],
+                "failures": failures,
                 "samples": samples, "minutes": (time.monotonic() - began) / 60,
                 # From cycle 100 (once warm), and over the soak's second half.
                 "trends": {key: [rss_trend(samples, key, since)
@@ -651,7 +665,7 @@ def table(results: dict) -> str:
         s = results["soak"]
         first, last = s["samples"][0], s["samples"][-1]
         out += ["", f"Soak: {s['cycles']} start/stop cycles on {s['sources']} sources "
-                f"({s.get('database', 'SQLite')}) in "
+                f"({s.get('database', 'SQLite')}, control pool {s.get('pool', 'threads')}) in "
                 f"{s['minutes']:.1f} min, {len(s['failures'])} failed; Redis keys "
                 f"{first['redis_keys']} -> {last['redis_keys']}; RSS (MB) control "
                 f"{first['control_rss_mb']:.0f} -> {last['control_rss_mb']:.0f}, files "
