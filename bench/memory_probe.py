@@ -6,7 +6,7 @@ hands its free heap pages back to the system every ``DAQFLOW_RETURN_MEMORY_SECON
 or two and drops again. A sample taken at whatever point of that saw-tooth the soak
 happens to be moves by as much, and as the soak's samples and the trims have periods
 close to each other, the samples' phase drifts slowly: a fit over a few dozen samples
-takes part of a slow wave for a trend. The remote control command ``trim_memory`` runs
+can take part of a slow wave for a trend. The remote control command ``trim_memory`` runs
 the same trim at once, so the soak samples every worker just after one.
 """
 from __future__ import annotations
