@@ -570,9 +570,11 @@ def rss_trend(samples: list[dict], key: str, since: int = 100) -> dict:
     cycles, with its standard error, over the samples from cycle ``since`` on, beside
     their lowest and highest.
 
-    Two samples say little: where one falls against the last heap trim moves it by a
-    megabyte or two. A slope over every sample of a window tells a trend from that
-    saw-tooth; with fewer than three samples there is none to tell (None).
+    Two samples say little: each moves with what the workers did just before it (by 0.5
+    MB or so, sampled just after a trim as ``trim_workers`` does; by one or two where it
+    fell anywhere between the workers' own trims, as the soaks before 0fcf369 were). A
+    slope over every sample of a window tells a trend from that scatter; with fewer than
+    three samples there is none to tell (None).
     """
     window = [(s["cycle"], s[key]) for s in samples if s["cycle"] >= since]
     if len(window) < 3:
