@@ -34,7 +34,7 @@ FINISHED = ("succeeded", "failed")
 
 # The control workers' shape: as `daqflow up` runs them unless --processes or --pool
 # ask for another, to measure what Celery offers beside it.
-CONTROL = {"processes": None, "pool": "threads"}
+CONTROL = {"processes": None, "pool": "threads", "threads": None}
 
 
 def control_workers() -> int:
@@ -47,8 +47,9 @@ def control_workers() -> int:
 def start_control(daq: Daq, n: int) -> None:
     """daqflow's control workers, as `daqflow up` runs them, with threads for N sources."""
     workers = control_workers()
+    threads = CONTROL["threads"] or max(256, -(-n // workers) + 8)
     for i in range(1, workers + 1):
-        daq.start_worker(f"control{i}", CONTROL["pool"], max(256, -(-n // workers) + 8))
+        daq.start_worker(f"control{i}", CONTROL["pool"], threads)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -508,16 +509,32 @@ def measure_polling(redis_url: str, n: int, seconds: float, reps: int, clients: 
         daq.close()
 
 
-def trim_workers(daq: Daq) -> None:
+def trim_workers(daq: Daq) -> dict[str, dict]:
     """Once the processes are quiet, every worker hands its free heap pages back
     (``bench.memory_probe``): the soak samples RSS just after a trim, not wherever the
-    workers' own 30 s trims left it."""
+    workers' own 30 s trims left it. Returns each worker's answer by node name."""
     workers = [name for name in daq.processes if name.startswith(("control", "files"))]
     daq.quiet_cpu_seconds()
     replies = daq.app().control.broadcast("trim_memory", reply=True, timeout=5.0,
                                           limit=len(workers)) or []
     if len(replies) != len(workers):
         raise RuntimeError(f"trim: {len(replies)} of {len(workers)} workers answered")
+    return {node: answer for reply in replies for node, answer in reply.items()}
+
+
+def control_allocators(answers: dict[str, dict]) -> dict:
+    """The control workers' SQLite memory (MB) and Python arenas, summed and worker by
+    worker (in node name order), from their ``trim_memory`` answers: the parts of RSS
+    each allocator holds."""
+    control = [answer for node, answer in sorted(answers.items())
+               if node.startswith("control")]
+    sqlite = [a.get("sqlite_bytes") for a in control]
+    arenas = [a.get("pymalloc_arenas") for a in control]
+    return {"control_sqlite_mb": None if None in sqlite else sum(sqlite) / 2**20,
+            "control_arenas_mb": None if None in arenas else sum(arenas),
+            "control_sqlite_each_mb": [None if b is None else round(b / 2**20, 3)
+                                       for b in sqlite],
+            "control_arenas_each": arenas}
 
 
 def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
@@ -540,9 +557,17 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                     failures.append(f"cycle {cycle} {path}: {exc}")
                     set_ready(daq)
             if cycle in (0, cycles - 1) or cycle % 10 == 9:
-                trim_workers(daq)
+                allocators = control_allocators(trim_workers(daq))
+                rss = sum(p.rss_bytes() for p in control) / 2**20
                 samples.append({"cycle": cycle + 1, "redis_keys": redis.dbsize(),
-                                "control_rss_mb": sum(p.rss_bytes() for p in control) / 2**20,
+                                "control_rss_mb": rss,
+                                # An arena is 1 MiB: what RSS holds beside Python's objects.
+                                "control_outside_arenas_mb":
+                                    None if allocators["control_arenas_mb"] is None
+                                    else rss - allocators["control_arenas_mb"],
+                                "control_rss_each_mb": [round(p.rss_bytes() / 2**20, 2)
+                                                        for p in control],
+                                **allocators,
                                 # A pool thread starts only when every other one is busy:
                                 # its stack is memory that stays.
                                 "control_threads": [p.threads() for p in control],
@@ -556,13 +581,17 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                 # From cycle 100 (once warm), and over the soak's second half.
                 "trends": {key: [rss_trend(samples, key, since)
                                  for since in sorted({100, cycles // 2})]
-                           for key in SOAK_RSS}}
+                           for key in SOAK_MEMORY}}
     finally:
         daq.close()
 
 
-# The soak's memory figures, each a process or a group of them, in MB.
-SOAK_RSS = ("control_rss_mb", "files_rss_mb", "web_rss_mb")
+# The soak's memory figures, each a process or a group of them, in MB (an arena is 1 MiB),
+# and how the report names them.
+SOAK_MEMORY = {"control_rss_mb": "RSS, control", "files_rss_mb": "RSS, files",
+               "web_rss_mb": "RSS, web", "control_arenas_mb": "Python's arenas, control",
+               "control_outside_arenas_mb": "RSS outside Python's arenas, control",
+               "control_sqlite_mb": "SQLite's memory, control"}
 
 
 def rss_trend(samples: list[dict], key: str, since: int = 100) -> dict:
@@ -576,7 +605,8 @@ def rss_trend(samples: list[dict], key: str, since: int = 100) -> dict:
     slope over every sample of a window tells a trend from that scatter; with fewer than
     three samples there is none to tell (None).
     """
-    window = [(s["cycle"], s[key]) for s in samples if s["cycle"] >= since]
+    window = [(s["cycle"], s[key]) for s in samples
+              if s["cycle"] >= since and s.get(key) is not None]
     if len(window) < 3:
         return {"from_cycle": since, "slope_mb_per_100_cycles": None}
     cycles, values = zip(*window)
@@ -680,7 +710,7 @@ def table(results: dict) -> str:
                      f"± {t['standard_error']:.2f} ({t['low_mb']:.1f} to {t['high_mb']:.1f})"
                      for t in windows if t["slope_mb_per_100_cycles"] is not None]
             if shown:
-                out.append(f"RSS trend, {key.removesuffix('_rss_mb')}, MB per 100 cycles "
+                out.append(f"{SOAK_MEMORY.get(key, key)}: trend, MB per 100 cycles "
                            "(least squares ± one standard error; lowest to highest sample): "
                            + "; ".join(shown))
     return "\n".join(out)
@@ -706,9 +736,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="control worker processes (default: as `daqflow up`, two per core)")
     parser.add_argument("--pool", choices=["threads", "gevent"], default="threads",
                         help="the control workers' pool (gevent: pip install '.[bench]')")
+    parser.add_argument("--control-threads", type=int,
+                        help="threads per control worker process (default: 256, or more for N)")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args(argv)
-    CONTROL.update(processes=args.processes, pool=args.pool)
+    CONTROL.update(processes=args.processes, pool=args.pool, threads=args.control_threads)
     if args.profile and "start" in args.only:
         try:
             py_spy()  # now, not after every timed start has run
