@@ -522,12 +522,12 @@ def trim_workers(daq: Daq) -> dict[str, dict]:
     return {node: answer for reply in replies for node, answer in reply.items()}
 
 
-def control_allocators(answers: dict[str, dict]) -> dict:
+def control_allocators(answers: dict[str, dict], names: list[str]) -> dict:
     """The control workers' SQLite memory (MB) and Python arenas, summed and worker by
-    worker (in node name order), from their ``trim_memory`` answers: the parts of RSS
-    each allocator holds."""
-    control = [answer for node, answer in sorted(answers.items())
-               if node.startswith("control")]
+    worker (in the order of ``names``, the bench's names of its control workers), from
+    their ``trim_memory`` answers: the parts of RSS each allocator holds."""
+    by_name = {node.split("@", 1)[0]: answer for node, answer in answers.items()}
+    control = [by_name[name] for name in names]
     sqlite = [a.get("sqlite_bytes") for a in control]
     arenas = [a.get("pymalloc_arenas") for a in control]
     return {"control_sqlite_mb": None if None in sqlite else sum(sqlite) / 2**20,
@@ -543,7 +543,8 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
     daq = Daq(redis_url, n, seconds, routers=True, postgres=postgres)
     try:
         start_control(daq, n)
-        control = [p for name, p in daq.processes.items() if name.startswith("control")]
+        names = [name for name in daq.processes if name.startswith("control")]
+        control = [daq.processes[name] for name in names]
         files = daq.start_worker("files", "threads", 8, queues="files")
         web, redis = daq.processes["web"], daq.redis()
         set_ready(daq)
@@ -557,16 +558,16 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
                     failures.append(f"cycle {cycle} {path}: {exc}")
                     set_ready(daq)
             if cycle in (0, cycles - 1) or cycle % 10 == 9:
-                allocators = control_allocators(trim_workers(daq))
-                rss = sum(p.rss_bytes() for p in control) / 2**20
+                allocators = control_allocators(trim_workers(daq), names)
+                each = [p.rss_bytes() / 2**20 for p in control]  # read once, summed below
+                rss = sum(each)
                 samples.append({"cycle": cycle + 1, "redis_keys": redis.dbsize(),
                                 "control_rss_mb": rss,
                                 # An arena is 1 MiB: what RSS holds beside Python's objects.
                                 "control_outside_arenas_mb":
                                     None if allocators["control_arenas_mb"] is None
                                     else rss - allocators["control_arenas_mb"],
-                                "control_rss_each_mb": [round(p.rss_bytes() / 2**20, 2)
-                                                        for p in control],
+                                "control_rss_each_mb": [round(mb, 2) for mb in each],
                                 **allocators,
                                 # A pool thread starts only when every other one is busy:
                                 # its stack is memory that stays.
