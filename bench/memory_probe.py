@@ -6,10 +6,10 @@ hands its free heap pages back to the system every ``DAQFLOW_RETURN_MEMORY_SECON
 or two and drops again. A sample taken at whatever point of that saw-tooth the soak
 happens to be moves by as much, and as the soak's samples and the trims have periods
 close to each other, the samples' phase drifts slowly: a fit over a few dozen samples
-can take part of a slow wave for a trend. The remote control command ``trim_memory`` runs
-the same trim at once, so the soak samples every worker just after one, and answers what
-two allocators RSS does not tell apart hold: SQLite's (its page caches, in glibc's heap)
-and Python's small-object arenas.
+can take part of a slow wave for a trend. The remote control command ``trim_memory`` does
+what the worker's timer does (drop the acknowledged messages, trim) at once, so the soak
+samples every worker just after it, and answers what two allocators RSS does not tell
+apart hold: SQLite's (its page caches, in glibc's heap) and Python's small-object arenas.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import tempfile
 
 from celery.worker.control import control_command
 
-from pipelines.orchestration.memory import malloc_trim
+from pipelines.orchestration.memory import malloc_trim, release_acknowledged
 
 
 def sqlite_bytes() -> int | None:
@@ -55,8 +55,10 @@ def pymalloc_arenas() -> int | None:
 
 @control_command()
 def trim_memory(state) -> dict:
-    """Hand the heap's whole free pages back to the system now (``malloc_trim(0)``), and
-    say what SQLite and Python's arenas hold."""
+    """Drop the acknowledged messages and hand the heap's whole free pages back to the
+    system now (``malloc_trim(0)``), as the worker's timer does; say how many messages
+    were dropped, and what SQLite and Python's arenas hold."""
+    released = release_acknowledged(state.consumer)
     trim = malloc_trim()
-    return {"trimmed": trim is not None and bool(trim(0)),
+    return {"released": released, "trimmed": trim is not None and bool(trim(0)),
             "sqlite_bytes": sqlite_bytes(), "pymalloc_arenas": pymalloc_arenas()}

@@ -534,6 +534,8 @@ def control_allocators(answers: dict[str, dict], names: list[str]) -> dict:
             "control_arenas_mb": None if None in arenas else sum(arenas),
             "control_sqlite_each_mb": [None if b is None else round(b / 2**20, 3)
                                        for b in sqlite],
+            # Acknowledged messages kombu still held, dropped just before the trim.
+            "control_released": [a.get("released") for a in control],
             "control_arenas_each": arenas}
 
 
