@@ -157,8 +157,9 @@ CONTROL_CONCURRENCY = _define(
     "threads of each control worker: ECC transitions wait on the network")
 RETURN_MEMORY_SECONDS = _define(
     "DAQFLOW_RETURN_MEMORY_SECONDS", "30", seconds,
-    "how often a worker gives the heap memory its threads freed back to the system: its "
-    "RSS does not keep the peak of every busy moment", shown="30 s")
+    "how often a worker drops the messages it acknowledged and gives the heap memory its "
+    "threads freed back to the system: its RSS does not keep the peak of every busy moment",
+    shown="30 s")
 FILES_CONCURRENCY = _define(
     "DAQFLOW_FILES_CONCURRENCY", "8", count,
     "threads of the files worker: one SSH session per data router or ECC server")

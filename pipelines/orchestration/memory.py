@@ -35,7 +35,7 @@ def release_acknowledged(consumer) -> int:
     flush = getattr(qos, "_flush", None)
     if flush is None:  # not connected yet, or a transport that keeps no such state
         return 0
-    held = len(qos._dirty)
+    held = len(getattr(qos, "_dirty", ()))
     flush()
     return held
 
