@@ -21,7 +21,7 @@ import tempfile
 
 from celery.worker.control import control_command
 
-from pipelines.orchestration.memory import malloc_trim, release_acknowledged
+from pipelines.orchestration.memory import free_memory, malloc_trim
 
 
 def sqlite_bytes() -> int | None:
@@ -58,7 +58,6 @@ def trim_memory(state) -> dict:
     """Drop the acknowledged messages and hand the heap's whole free pages back to the
     system now (``malloc_trim(0)``), as the worker's timer does; say how many messages
     were dropped, and what SQLite and Python's arenas hold."""
-    released = release_acknowledged(state.consumer)
-    trim = malloc_trim()
-    return {"released": released, "trimmed": trim is not None and bool(trim(0)),
+    released, trimmed = free_memory(state.consumer, malloc_trim())
+    return {"released": released, "trimmed": trimmed,
             "sqlite_bytes": sqlite_bytes(), "pymalloc_arenas": pymalloc_arenas()}

@@ -48,6 +48,14 @@ def malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
+def free_memory(consumer, trim: Callable[[int], int] | None) -> tuple[int, bool]:
+    """Drop the acknowledged messages, then hand the heap's whole free pages back to the
+    system (``trim``: ``malloc_trim``, or None where the C library has none). Returns how
+    many messages were dropped and whether any pages went back."""
+    released = release_acknowledged(consumer)
+    return released, trim is not None and bool(trim(0))
+
+
 class ReturnFreeMemory(bootsteps.StartStopStep):
     """Every ``DAQFLOW_RETURN_MEMORY_SECONDS``, the worker drops the messages it has
     acknowledged and returns its free heap pages.
@@ -72,9 +80,7 @@ class ReturnFreeMemory(bootsteps.StartStopStep):
     def return_free_memory(self) -> None:
         """Drop the acknowledged messages, then hand the heap's whole free pages back to
         the system (``malloc_trim(0)``, where the C library has it)."""
-        release_acknowledged(getattr(self.worker, "consumer", None))
-        if self.trim is not None:
-            self.trim(0)
+        free_memory(getattr(self.worker, "consumer", None), self.trim)
 
     def stop(self, worker) -> None:
         if self.entry is not None:
