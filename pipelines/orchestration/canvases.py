@@ -1,10 +1,18 @@
 """Celery canvases for workflows: pure functions from database rows to signatures.
 
-A workflow is a chain of stages. Each stage is a chord: a group of per-target
-steps (one ECC server's transition, or one data router's files) and a callback
-that completes the stage from the database. The chain ends with the workflow's
-final callback. Every task id was assigned when the rows were written, so the
-progress read can find every result before anything has run.
+A workflow is a sequence of stages in the order the hardware needs. Each stage is a
+chord: a group of per-target steps (one ECC server's transition, or one data router's
+files) and a callback that completes the stage from the database and then sends what
+follows, the next stage's chord or, after the last, the workflow's final callback.
+Every task id was assigned when the rows were written, so the progress read can find
+every result before anything has run.
+
+Why not one Celery chain of the whole workflow: Celery puts a chord's callback in every
+member's message, and in a chain the callback carries the rest of the chain. Each step
+of a stage then carried every later stage's steps: a 64-source stop's ECC step messages
+were 40 kB (123 kB of Python objects in the worker while it ran), and they grow with the
+number of sources times the later stages' steps. Sent by the callback, a step's message
+carries its own stage's callback only.
 
 Nothing here sends anything; the signatures can be inspected as they are.
 """
@@ -12,7 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from celery import chain, chord, group
+from celery import chord, group
 from celery.canvas import Signature
 
 from models import Stage, Step, Workflow
@@ -47,7 +55,7 @@ def stage_signature(stage: Stage, steps: Iterable[Step]) -> Signature:
     """A chord: the group of the given steps, then the stage's callback.
 
     If the callback fails (a member failed, or the callback itself raised), the
-    errback marks the stage and its workflow failed and the chain goes no further.
+    errback marks the stage and its workflow failed and nothing more is sent.
     """
     body = signature(STAGE_CALLBACK, args=(stage.id,), task_id=stage.callback_task_id)
     # The errback names the callback it belongs to, so one from before a replay is ignored.
@@ -71,16 +79,14 @@ def final_signature(workflow: Workflow) -> Signature:
     return final
 
 
-def workflow_canvas(workflow: Workflow, stages: list[Stage], steps: list[Step]) -> Signature:
-    """The given stages' chords in order, then the final callback.
+def next_canvas(workflow: Workflow, stage: Stage | None, steps: Iterable[Step]) -> Signature:
+    """What a workflow sends next: ``stage``'s chord with the given steps (its callback
+    sends what follows), or the final callback when no stage is left (``stage`` None).
 
-    ``stages`` are the stages still to run and ``steps`` the steps to run in them:
-    a replay passes only the steps to redo, and a stage with none runs its callback
-    alone (it completes from the database).
+    ``steps`` are the stage's steps still to run: all of them the first time, what is
+    left for a replay; with none, the stage's callback runs alone (it completes from the
+    database).
     """
-    by_stage: dict[int, list[Step]] = {}
-    for step in steps:
-        by_stage.setdefault(step.stage_id, []).append(step)
-    parts = [stage_signature(stage, sorted(by_stage.get(stage.id, []), key=lambda st: st.target))
-             for stage in sorted(stages, key=lambda st: st.order)]
-    return chain(*parts, final_signature(workflow), app=app)
+    if stage is None:
+        return final_signature(workflow)
+    return stage_signature(stage, sorted(steps, key=lambda st: st.target))

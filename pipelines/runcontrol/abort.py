@@ -1,8 +1,8 @@
 """Aborting an active workflow: cut a hung server loose now, not at its deadline.
 
 The workflow, its unfinished stages and steps are recorded ``aborted`` at once and
-the lock is released. Every callback of the old chain gets a new id, so the ones
-still in the broker find themselves stale and change nothing; a step message
+the lock is released. Every unfinished stage's callback gets a new id, so the ones
+still in the broker find themselves stale, change nothing and send no stage on; a step message
 delivered late finds its workflow ended and sends nothing to the DAQ. Steps still
 running stop at their next poll (they read a flag in Redis, ``is_aborted``) and
 write what GetState reported then. Members not started are revoked. Nothing is
@@ -59,7 +59,7 @@ def abort(workflow_id: int, actor: str | None = None) -> dict:
             if stage.state == WorkflowState.SUCCEEDED.value:
                 continue
             revoke.append(stage.callback_task_id)
-            stage.callback_task_id = str(uuid4())  # the old chain's callback is stale now
+            stage.callback_task_id = str(uuid4())  # the callback sent before is stale now
             if stage.state == WorkflowState.PENDING.value:
                 continue  # never sent: it runs as it is on a replay
             stage.state, stage.finished_at = WorkflowState.ABORTED.value, now

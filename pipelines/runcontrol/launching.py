@@ -252,27 +252,49 @@ def _refuse_during_a_plan(s) -> None:
                       "runs; pause it (stop its run) or abort it first")
 
 
-def dispatch(workflow_id: int) -> None:
-    """Send a written workflow's canvas to the broker.
+def next_canvas(s, workflow: Workflow):
+    """What ``workflow`` sends next, read in session ``s``: the first stage (in the
+    hardware's order) that has not succeeded, with its latest attempts that have not (a
+    new workflow's first stage, where a replay resumes, or the stage after one that just
+    succeeded); with every stage done, the final callback."""
+    stage = s.exec(select(Stage).where(Stage.workflow_id == workflow.id,
+                                       Stage.state != WorkflowState.SUCCEEDED.value)
+                   .order_by(Stage.order)).first()
+    steps = [] if stage is None else [
+        step for step in step_records.latest_to_send(s, stage.id)
+        if step.state != StepState.SUCCEEDED.value]
+    return canvases.next_canvas(workflow, stage, steps)
 
-    It runs the stages that have not succeeded, and in them the latest attempts
-    that have not: everything for a new workflow, only what is left for a replay.
+
+def dispatch(workflow_id: int) -> None:
+    """Send a written workflow's first stage that has not succeeded to the broker.
+
+    Its callback sends the stage after it (``send_next``), and so on to the final
+    callback: everything for a new workflow, only what is left for a replay.
     """
     run_id = results.broker_run_id()
     with session() as s:
         workflow = s.get(Workflow, workflow_id)
-        stages = [st for st in s.exec(select(Stage).where(Stage.workflow_id == workflow_id)).all()
-                  if st.state != WorkflowState.SUCCEEDED.value]
-        steps = [step for stage in stages for step in step_records.latest_to_send(s, stage.id)
-                 if step.state != StepState.SUCCEEDED.value]
         workflow.broker_run_id = run_id
-    canvas = canvases.workflow_canvas(workflow, stages, steps)
+        canvas = next_canvas(s, workflow)
     try:
         canvas.apply_async()
     except (OperationalError, RedisConnectionError, OSError) as exc:
         workflow_records.fail_workflow(
             workflow_id, f"could not send the workflow to the broker: {exc}")
         raise Unavailable(f"the broker is unreachable ({exc}); nothing was started") from exc
+
+
+def send_next(workflow_id: int) -> None:
+    """From a stage's callback, once its stage has succeeded: send the next stage's chord,
+    or the final callback after the last stage.
+
+    A broker that cannot take it fails the callback, and its errback fails the stage
+    with that error, so a replay resumes from there.
+    """
+    with session() as s:
+        canvas = next_canvas(s, s.get(Workflow, workflow_id))
+    canvas.apply_async()
 
 
 def launch(kind: str, title: str = "", run_class: str = RunClass.TEST, actor: str | None = None,

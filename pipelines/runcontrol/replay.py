@@ -2,7 +2,7 @@
 
 The first stage that did not succeed gets a new attempt (attempt + 1, a new task
 id) of each member whose latest attempt failed, was lost or was aborted; its
-callback gets a new id, so the old chain's callbacks and errbacks know they are
+callback gets a new id, so the callbacks and errbacks sent before know they are
 stale. If every member had succeeded (the callback itself failed), the callback
 runs alone. The stages after it, and the final callback, follow as in the first
 run. ``preview`` says all this before it happens (``dry_run``), from the same

@@ -25,7 +25,7 @@ from pipelines.daq.nodes.files import organize
 from pipelines.daq.notify import NotifyError
 from pipelines.orchestration.app import app
 from pipelines.orchestration.results import failure_of
-from pipelines.runcontrol import abort, alarms, configs, health, plans, timed, watch
+from pipelines.runcontrol import abort, alarms, configs, health, launching, plans, timed, watch
 from pipelines.runcontrol.errors import Aborted, StepFailed
 from pipelines.runcontrol.records import files_steps as files_records
 from pipelines.runcontrol.records import stages as stage_records
@@ -179,8 +179,11 @@ def backup_configs(self, step_id: int) -> dict:
 
 @app.task(bind=True, name="daqflow.stage.complete", **DB_RETRY)
 def complete_stage(self, stage_id: int) -> dict:
-    """Chord callback: the stage is done when every member's latest attempt succeeded."""
-    return stage_records.complete_stage(stage_id, callback_task_id=self.request.id)
+    """Chord callback: the stage is done when every member's latest attempt succeeded;
+    then the workflow's next stage, or its final callback, goes."""
+    outcome = stage_records.complete_stage(stage_id, callback_task_id=self.request.id)
+    launching.send_next(outcome["workflow_id"])
+    return outcome
 
 
 @app.task(name="daqflow.stage.failed", **DB_RETRY)

@@ -1,5 +1,7 @@
 """Unit tests of canvas structure: pure functions, nothing sent."""
-from celery.canvas import _chain, _chord
+import json
+
+from celery.canvas import _chord
 
 from models import Stage, Step, Workflow
 from pipelines.orchestration import canvases
@@ -18,34 +20,54 @@ def _rows():
     return workflow, stages, steps
 
 
-def test_workflow_is_a_chain_of_chords_then_the_final_callback():
-    canvas = canvases.workflow_canvas(*_rows())
-    assert isinstance(canvas, _chain)
-    first, second, final = canvas.tasks
-    assert isinstance(first, _chord) and isinstance(second, _chord)
-    assert first.tasks.options["task_id"] == "g1" and second.tasks.options["task_id"] == "g2"
-    assert [t.options["task_id"] for t in first.tasks.tasks] == ["t0", "t1", "t2"]
-    assert [t.args for t in first.tasks.tasks] == [(10,), (11,), (12,)]
-    assert {t.task for t in first.tasks.tasks} == {"daqflow.ecc.transition"}
-    assert first.body.task == "daqflow.stage.complete" and first.body.args == (1,)
-    assert first.body.options["task_id"] == "cb1"
-    assert first.body.options["link_error"][0]["task"] == "daqflow.stage.failed"
+def _stage(stages, stage_id):
+    return next(stage for stage in stages if stage.id == stage_id)
+
+
+def test_a_stage_is_a_chord_of_its_steps_then_its_callback():
+    workflow, stages, steps = _rows()
+    canvas = canvases.next_canvas(workflow, _stage(stages, 1),
+                                  [s for s in reversed(steps) if s.stage_id == 1])
+    assert isinstance(canvas, _chord)
+    assert canvas.tasks.options["task_id"] == "g1"
+    assert [t.options["task_id"] for t in canvas.tasks.tasks] == ["t0", "t1", "t2"]  # by target
+    assert [t.args for t in canvas.tasks.tasks] == [(10,), (11,), (12,)]
+    assert {t.task for t in canvas.tasks.tasks} == {"daqflow.ecc.transition"}
+    assert all(t.immutable for t in canvas.tasks.tasks)
+    assert canvas.body.task == "daqflow.stage.complete" and canvas.body.args == (1,)
+    assert canvas.body.options["task_id"] == "cb1"
+    assert canvas.body.options["link_error"][0]["task"] == "daqflow.stage.failed"
+
+
+def test_a_step_carries_its_own_stage_only():
+    # Celery puts the chord's callback in every member's message: a callback linked to
+    # the later stages would put every later step in each step's message.
+    workflow, stages, steps = _rows()
+    canvas = canvases.next_canvas(workflow, _stage(stages, 1),
+                                  [s for s in steps if s.stage_id == 1])
+    assert "link" not in canvas.body.options
+    sent = json.dumps(dict(canvas.body))
+    assert "tm" not in sent and "wf-cb" not in sent and "g2" not in sent
+
+
+def test_after_the_last_stage_the_final_callback():
+    workflow, _, _ = _rows()
+    final = canvases.next_canvas(workflow, None, [])
     assert final.task == "daqflow.workflow.finish" and final.options["task_id"] == "wf-cb"
     assert list(final.options["link_error"][0]["args"]) == [7, "wf-cb"]
-    assert all(t.immutable for t in first.tasks.tasks)
 
 
-def test_a_replay_runs_only_the_given_stages_and_steps():
+def test_a_replay_runs_only_the_given_steps():
     workflow, stages, steps = _rows()
-    canvas = canvases.workflow_canvas(workflow, [stages[0]], [s for s in steps if s.stage_id == 2])
-    assert len(canvas.tasks) == 2
-    assert canvas.tasks[0].body.args == (2,)
-    assert [t.options["task_id"] for t in canvas.tasks[0].tasks.tasks] == ["tm"]
+    canvas = canvases.next_canvas(workflow, _stage(stages, 2),
+                                  [s for s in steps if s.stage_id == 2])
+    assert canvas.body.args == (2,)
+    assert [t.options["task_id"] for t in canvas.tasks.tasks] == ["tm"]
 
 
 def test_a_stage_with_no_step_to_run_is_its_callback_alone():
     workflow, stages, _ = _rows()
-    callback_only, final = canvases.workflow_canvas(workflow, [stages[1]], []).tasks
+    callback_only = canvases.next_canvas(workflow, _stage(stages, 1), [])
     assert callback_only.task == "daqflow.stage.complete" and callback_only.args == (1,)
     assert callback_only.options["task_id"] == "cb1"
     errback = callback_only.options["link_error"][0]
@@ -64,7 +86,9 @@ def test_file_steps_run_their_own_tasks_on_the_files_queue(monkeypatch):
                     group_id="g4", callback_task_id="cb4")]
     steps = [Step(id=30, stage_id=3, target="router-0", operation="organize", task_id="o0"),
              Step(id=40, stage_id=4, target="ecc-cobo0", operation="backup", task_id="b0")]
-    organize, backup, _ = canvases.workflow_canvas(workflow, stages, steps).tasks
+    organize, backup = (canvases.next_canvas(workflow, stage,
+                                             [s for s in steps if s.stage_id == stage.id])
+                        for stage in stages)
     assert [t.task for t in organize.tasks.tasks] == ["daqflow.files.organize"]
     assert [t.task for t in backup.tasks.tasks] == ["daqflow.files.backup"]
     routes = MapRoute(celeryconfig.task_routes)

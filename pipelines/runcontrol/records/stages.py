@@ -19,7 +19,7 @@ def complete_stage(stage_id: int, callback_task_id: str | None = None) -> dict:
 
     Reads the outcomes from the database, so a replay of some members completes
     the stage just as well as the first attempt. A callback from before a replay
-    (``callback_task_id`` no longer the stage's) fails, so its old chain stops there.
+    (``callback_task_id`` no longer the stage's) fails, so it sends nothing on.
     """
     with session() as s:
         stage = s.get(Stage, stage_id)
@@ -33,7 +33,7 @@ def complete_stage(stage_id: int, callback_task_id: str | None = None) -> dict:
             raise StepFailed(summary(stage, failed))
         stage.state, stage.finished_at, stage.error = WorkflowState.SUCCEEDED.value, utcnow(), None
         _after_stage(s, stage)
-        return {"stage": stage.name, "members": len(steps)}
+        return {"stage": stage.name, "members": len(steps), "workflow_id": stage.workflow_id}
 
 
 def _after_stage(s, stage: Stage) -> None:
