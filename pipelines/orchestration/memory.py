@@ -9,8 +9,8 @@ Celery timer (the consumer's event loop with Redis), never from a thread of ours
 Before it, the worker lets go of the task messages it has acknowledged. kombu's Redis
 channel keeps each delivered message until the next one arrives on the channel, even
 once acknowledged: after a stage, a worker held the messages of its last burst of
-steps until the next run (16 messages of 91 kB each, a step's message carrying the
-rest of the workflow's canvas, in a 64-source soak), and a sample of its RSS found it
+steps until the next run (16 messages of 91 kB each in a 64-source soak, when a step's
+message still carried the rest of the workflow), and a sample of its RSS found it
 1.4 MB higher or not depending on which worker had taken the stage's last messages.
 """
 from __future__ import annotations
