@@ -2,8 +2,8 @@
 
 The workflow, its unfinished stages and steps are recorded ``aborted`` at once and
 the lock is released. Every unfinished stage's callback gets a new id, so the ones
-still in the broker find themselves stale, change nothing and send no stage on; a step message
-delivered late finds its workflow ended and sends nothing to the DAQ. Steps still
+still in the broker find themselves stale, change nothing and send no stage on; a step
+message delivered late finds its workflow ended and sends nothing to the DAQ. Steps still
 running stop at their next poll (they read a flag in Redis, ``is_aborted``) and
 write what GetState reported then. Members not started are revoked. Nothing is
 recorded as a run started or stopped. A replay, or a Reset, follows.

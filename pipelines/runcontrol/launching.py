@@ -289,8 +289,9 @@ def send_next(workflow_id: int) -> None:
     """From a stage's callback, once its stage has succeeded: send the next stage's chord,
     or the final callback after the last stage.
 
-    A broker that cannot take it fails the callback, and its errback fails the stage
-    with that error, so a replay resumes from there.
+    If it cannot be sent, the callback fails as it would for any error: its errback
+    fails the stage and the workflow, saying why, and a replay runs that stage's
+    callback alone (its steps all succeeded), which sends it again.
     """
     with session() as s:
         canvas = next_canvas(s, s.get(Workflow, workflow_id))
