@@ -65,8 +65,8 @@ def stage_signature(stage: Stage, steps: Iterable[Step]) -> Signature:
         return body  # a replay of a stage whose members all succeeded: its callback alone
     header = group([step_signature(step) for step in steps], task_id=stage.group_id, app=app)
     stage_chord = chord(header, body, app=app)
-    # chord() keeps only the header's tasks; put the group back so it keeps its id.
-    # (A chord sent on from a worker gets a fresh group id; steps record the real one.)
+    # chord() keeps only the header's tasks; put the group back so it keeps its id. Sent
+    # on its own (not as a chain's link, which gave it a fresh id), the id is kept.
     stage_chord.tasks = header
     return stage_chord
 
