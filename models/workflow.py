@@ -67,6 +67,13 @@ class Step(SQLModel, table=True):
     started_at: Optional[datetime] = timestamp()
     finished_at: Optional[datetime] = timestamp()
     duration: Optional[float] = Field(default=None)
+    # Seconds after the operation was sent that GetState last saw the transition under
+    # way (None: its first poll found it settled), and that it saw it settled; None both
+    # when the step sent nothing. They bound when the transition ended, from which the
+    # next expected time is learned (a step's duration counts its first poll, which
+    # comes at the expected time: learned from it, expected times could only grow).
+    seen_moving_after: Optional[float] = Field(default=None)
+    seen_settled_after: Optional[float] = Field(default=None)
     error: Optional[str] = Field(default=None, max_length=4000)
     # ECC state the server was confirmed in when the step succeeded: a stop may find one
     # already below RUNNING (rebooted, powered off), which counts as stopped.

@@ -34,7 +34,8 @@ from pipelines.daq.nodes import checks
 from pipelines.orchestration import canvases, results
 from pipelines.runcontrol import accounts, lock, runfields
 from pipelines.runcontrol.errors import Invalid, Refused, Unavailable
-from pipelines.runcontrol.planning import FILES_EXPECTED_SECONDS, expected_durations, plan
+from pipelines.runcontrol.expected import FILES_EXPECTED_SECONDS, expected_durations
+from pipelines.runcontrol.planning import plan
 from pipelines.runcontrol.records import steps as step_records
 from pipelines.runcontrol.records import workflows as workflow_records
 from pipelines.runcontrol.texts import operator_text

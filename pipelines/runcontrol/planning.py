@@ -5,7 +5,6 @@ the request breaks.
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 
 from sqlmodel import select
@@ -16,8 +15,6 @@ from models import (
     ECCServer,
     Experiment,
     Run,
-    Step,
-    StepState,
     Workflow,
 )
 from models.daq import active_experiment, names_the_mutant
@@ -316,10 +313,6 @@ def _experiment(s) -> Experiment:
     return experiment
 
 
-# Expected seconds of a files step until it has a history.
-FILES_EXPECTED_SECONDS = 2.0
-
-
 def _end_of_run(s, servers) -> list[StagePlan]:
     """After the stop: organize every router's files, then back up every ECC's configs."""
     names = s.exec(select(DataRouter.name).order_by(DataRouter.name)).all()
@@ -345,18 +338,3 @@ def _reset_targets(servers) -> tuple[str, dict]:
         raise Refused("every source is IDLE: nothing to reset")
     operation, target = back
     return operation, {srv.name: back for srv, _ in servers if srv.state == highest}
-
-
-def expected_durations(s, operation: str, names: list[str], history: int = 5) -> dict[str, float]:
-    """Median of each server's last successful durations of ``operation``."""
-    rows = s.exec(
-        select(Step.target, Step.duration)
-        .where(Step.operation == operation, Step.state == StepState.SUCCEEDED.value,
-               Step.target.in_(names), Step.duration != None)  # noqa: E711
-        .order_by(Step.id.desc()).limit(history * max(len(names), 1) * 2)
-    ).all()
-    seen: dict[str, list[float]] = {}
-    for target, duration in rows:
-        if len(seen.setdefault(target, [])) < history:
-            seen[target].append(duration)
-    return {name: statistics.median(values) for name, values in seen.items()}

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from models.vocabulary import FilesKind
 from pipelines.daq.ecc.client import EccError, client_for
-from pipelines.daq.ecc.drive import drive
+from pipelines.daq.ecc.drive import Driven, drive
 from pipelines.daq.ecc.states import EccState, Operation, state_name
 from pipelines.daq.nodes import checks
 from pipelines.daq.nodes.connection import Node, NodeError
@@ -117,22 +117,24 @@ def transition(self, step_id: int) -> dict:
             # sending Stop would only fail, and leave the run recorded as going for ever.
             report = client.get_state()
             if report.settled and report.state < EccState.RUNNING:
-                return order, False, report.state
+                return order, Driven(False), report.state
         try:
-            sent = drive(client, order.operation, order.target, order.config, order.links,
+            driven = drive(client, order.operation, order.target, order.config, order.links,
                          order.deadline_seconds, order.expected_seconds,
                          on_progress=_ProgressReporter(self, order.abort_key),
                          seen=report, recorded=order.recorded_state)
         except Aborted:
             _record_where_it_stopped(step_id, self.request.id, client)
             raise
-        return order, sent, int(order.target)
+        return order, driven, int(order.target)
 
-    order, sent, state = _perform(self, step_id, work)
+    order, driven, state = _perform(self, step_id, work)
     note = None if state == order.target else (
         f"already {state_name(state)}, not RUNNING: counted as stopped")
-    step_records.finish_transition(step_id, self.request.id, order, state, note=note)
-    return {"server": order.server, "state": state_name(state), "sent": sent, "note": note}
+    step_records.finish_transition(step_id, self.request.id, order, state, note=note,
+                                   driven=driven)
+    return {"server": order.server, "state": state_name(state), "sent": driven.sent,
+            "note": note}
 
 
 def _record_where_it_stopped(step_id: int, task_id: str, client) -> None:

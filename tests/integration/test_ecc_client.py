@@ -34,7 +34,8 @@ def links(index=0):
 
 
 def drive(c, operation, target, deadline=3.0, index=0):
-    return drive_transition(c, operation, target, CONFIG, links(index), deadline, 0.2)
+    """Whether the operation was sent."""
+    return drive_transition(c, operation, target, CONFIG, links(index), deadline, 0.2).sent
 
 
 def test_every_transition_up_and_down_is_confirmed(sim):
@@ -169,6 +170,21 @@ def test_one_servers_transitions_are_slowed_alone(sim):
         assert refused.value.code == 404
     finally:
         sim.set_seconds_per_source(0.2)
+
+
+def test_the_polls_bound_when_a_transition_ended(sim):
+    sim.set_seconds_per_source(0.6, servers=["ecc-cobo0"])
+    try:  # expected in 0.2 s, it takes 0.6 s: polls from 0.2 s on, every 20 ms
+        driven = drive_transition(client(sim), "Describe", EccState.DESCRIBED, CONFIG,
+                                  links(0), 3.0, 0.2)
+    finally:
+        sim.set_seconds_per_source(0.2)
+    # The simulator counts from the operation's arrival, the worker from its reply.
+    assert driven.sent and 0.5 < driven.seen_moving_after < 0.6 <= driven.seen_settled_after
+    assert driven.seen_settled_after - driven.seen_moving_after < 0.1
+    on_time = drive_transition(client(sim, 1), "Describe", EccState.DESCRIBED, CONFIG,
+                               links(1), 3.0, 0.4)  # expected 0.4 s, takes 0.2 s
+    assert on_time.seen_moving_after is None and 0.4 <= on_time.seen_settled_after < 0.6
 
 
 def test_already_in_target_state_sends_nothing(sim):

@@ -77,31 +77,35 @@ def _drive(client, deadline=5.0, on_progress=None):
         now[0] += seconds
 
     return drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [],
-                     deadline, 1.0, clock=lambda: now[0], sleep=sleep, on_progress=on_progress)
+                       deadline, 1.0, clock=lambda: now[0], sleep=sleep,
+                       on_progress=on_progress)
 
 
 def test_drive_sends_once_and_waits_for_confirmation():
     client = FakeClient([(3, 0), (3, 4), (3, 4), (4, 0)])
-    assert _drive(client) is True
+    assert _drive(client).sent is True
     assert client.sent == ["Configure"]
 
 
 def test_progress_is_reported_after_each_poll_that_finds_the_transition_under_way_only():
     reported = []
     slow = FakeClient([(3, 0), (3, 4), (3, 4), (4, 0)])
-    assert _drive(slow, on_progress=lambda elapsed, expected: reported.append(elapsed))
+    driven = _drive(slow, on_progress=lambda elapsed, expected: reported.append(elapsed))
     assert reported == [1.0, 1.05]  # at the expected end (1 s), then expected / 20 later
+    # It ended between the last poll that saw it under way and the one that saw it settled.
+    assert (driven.seen_moving_after, driven.seen_settled_after) == pytest.approx((1.05, 1.1))
     reported.clear()
     on_time = FakeClient([(3, 0), (4, 0)])  # seen done at its first poll: nothing to report
-    assert _drive(on_time, on_progress=lambda elapsed, expected: reported.append(elapsed))
-    assert reported == []
+    driven = _drive(on_time, on_progress=lambda elapsed, expected: reported.append(elapsed))
+    assert reported == [] and (driven.seen_moving_after, driven.seen_settled_after) == (None, 1.0)
 
 
 def test_drive_is_idempotent_when_already_there_or_on_the_way():
     settled = FakeClient([(4, 0)])
-    assert _drive(settled) is False and settled.sent == []
+    # Nothing sent, nothing timed: a transition only watched did not start at our send.
+    assert _drive(settled) == drive.Driven(False) and settled.sent == []
     moving = FakeClient([(3, 4), (4, 0)])
-    assert _drive(moving) is False and moving.sent == []
+    assert _drive(moving) == drive.Driven(False) and moving.sent == []
 
 
 def test_drive_fails_at_its_deadline():
@@ -132,7 +136,7 @@ def test_a_confirmation_that_came_while_the_worker_was_paused_past_the_deadline_
         now[0] += 10.0
 
     assert drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
-                       1.0, clock=lambda: now[0], sleep=paused) is True
+                       1.0, clock=lambda: now[0], sleep=paused).sent is True
     assert client.sent == ["Configure"]
 
 
@@ -142,13 +146,13 @@ def test_a_trusted_record_sends_the_operation_without_asking_first():
     now = [0.0]
     assert drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
                        1.0, clock=lambda: now[0], sleep=lambda s: None,
-                       recorded=EccState.PREPARED) is True
+                       recorded=EccState.PREPARED).sent is True
     assert client.sent == ["Configure"] and client.states == [(4, 0)]
 
 
 def _drive_recorded(client, recorded):
     return drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
-                       1.0, clock=lambda: 0.0, sleep=lambda s: None, recorded=recorded)
+                       1.0, clock=lambda: 0.0, sleep=lambda s: None, recorded=recorded).sent
 
 
 def test_a_refusal_after_a_trusted_record_asks_where_the_server_is():
@@ -173,7 +177,7 @@ def test_what_the_caller_has_just_seen_is_not_asked_again():
     client = FakeClient([(4, 0)])
     assert drive.drive(client, "Configure", EccState.READY, ConfigId("a", "a", "a"), [], 5.0,
                        1.0, clock=lambda: 0.0, sleep=lambda s: None,
-                       seen=StateReport(3, 0)) is True
+                       seen=StateReport(3, 0)).sent is True
     assert client.sent == ["Configure"] and client.states == [(4, 0)]
 
 

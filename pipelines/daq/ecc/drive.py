@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from pipelines.daq.ecc.client import EccClient, EccError, StateReport
 from pipelines.daq.ecc.payloads import ConfigId, DataLink
@@ -9,6 +10,17 @@ from pipelines.daq.ecc.states import EccState, leads_to, state_name
 
 # Where a GetState finds a server against the transition's target (see _standing).
 DONE, UNDER_WAY = "done", "under way"
+
+
+@dataclass(frozen=True)
+class Driven:
+    """How a transition went: whether this call sent the operation and, when it did, what
+    GetState saw: seconds from the send to the last poll that found the transition under
+    way (None: the first poll found it settled), and to the poll that confirmed it."""
+
+    sent: bool
+    seen_moving_after: float | None = None
+    seen_settled_after: float | None = None
 
 
 def poll_delay(elapsed: float, expected: float) -> float:
@@ -24,21 +36,27 @@ def poll_delay(elapsed: float, expected: float) -> float:
     early = expected - elapsed
     if early > 0:
         return min(early, 1.0)
+    return poll_interval(expected)
+
+
+def poll_interval(expected: float) -> float:
+    """Seconds between GetStates once a transition is past its expected time."""
     return min(max(expected / 20, 0.02), 0.25)
 
 
 def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
           links: list[DataLink], deadline_seconds: float, expected_seconds: float,
           on_progress=None, clock=None, sleep=None, seen: StateReport | None = None,
-          recorded: int | None = None) -> bool:
+          recorded: int | None = None) -> Driven:
     """Take a server through one transition and wait until it is confirmed.
 
     Idempotent: a server already settled in ``target`` succeeds at once without
-    anything being sent (returns False); a server already moving to ``target``
+    anything being sent (``sent`` False); a server already moving to ``target``
     (a redelivered task) is only watched. Otherwise the operation is sent and
-    GetState polled until ``Transition == 0`` and ``State == target``. Returns
-    True when the operation was sent. Raises EccError on any failure, including
-    the deadline (enforced here: thread pools ignore Celery's soft time limits).
+    GetState polled until ``Transition == 0`` and ``State == target``; the returned
+    ``Driven`` says when the polls saw it moving and settled. Raises EccError on any
+    failure, including the deadline (enforced here: thread pools ignore Celery's soft
+    time limits).
     ``on_progress(elapsed, expected)`` is called after each poll that finds the
     transition still under way (it may raise to let go): one seen done at its first
     poll costs nothing more.
@@ -54,17 +72,17 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
     if seen is None and recorded is not None and leads_to(operation, recorded) == target:
         sent = _send_unless_done(client, operation, target, config, links)
         if sent is None:
-            return False
+            return Driven(False)
     else:
         standing = _standing(seen or client.get_state(), target)
         if standing == DONE:
-            return False
+            return Driven(False)
         sent = standing is None
         if sent:
             client.transition(operation, config, links)
     # The deadline counts from when the server took the transition on: a worker paused
     # between its first GetState and the operation has not used the server's time.
-    started = clock()
+    started, moving = clock(), None
     while True:
         elapsed = clock() - started
         if elapsed >= deadline_seconds:
@@ -72,7 +90,7 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
             # a loaded host) may have missed the confirmation, not the server its work.
             report = client.get_state()
             if report.settled and report.state == target:
-                return sent
+                return _driven(sent, moving, clock() - started)
             raise EccError(client.name, operation,
                            f"not confirmed within its deadline of {deadline_seconds:g} s "
                            f"(last seen: state {state_name(report.state)}, "
@@ -81,12 +99,18 @@ def drive(client: EccClient, operation: str, target: EccState, config: ConfigId,
         report = client.get_state()
         if report.settled:
             if report.state == target:
-                return sent
+                return _driven(sent, moving, clock() - started)
             raise EccError(client.name, operation,
                            f"transition ended in state {state_name(report.state)}, "
                            f"not {target.name}")
+        moving = clock() - started
         if on_progress:
-            on_progress(clock() - started, expected_seconds)
+            on_progress(moving, expected_seconds)
+
+
+def _driven(sent: bool, moving: float | None, settled: float) -> Driven:
+    # A transition only watched (a redelivery) was not timed from its start.
+    return Driven(True, moving, settled) if sent else Driven(False)
 
 
 def _send_unless_done(client: EccClient, operation: str, target: EccState, config: ConfigId,

@@ -27,6 +27,7 @@ from models.vocabulary import (
     WorkflowState,
 )
 from models.workflow import Stage, Step, Workflow
+from pipelines.daq.ecc.drive import Driven
 from pipelines.daq.ecc.payloads import ConfigId, DataLink
 from pipelines.daq.ecc.states import EccState
 from pipelines.runcontrol.errors import StepFailed
@@ -281,11 +282,13 @@ def finish_step(step_id: int, task_id: str, error: str | None = None,
 
 
 def finish_transition(step_id: int, task_id: str, order: TransitionOrder, ecc_state: int,
-                      note: str | None = None) -> None:
+                      note: str | None = None, driven: Driven | None = None) -> None:
     """Record that the step task ``task_id`` was sent for confirmed ``ecc_state`` (as
-    ``finish_step``), from what its order already knows: nothing is read first."""
+    ``finish_step``), with what the polls saw of the transition (``driven``), from what
+    its order already knows: nothing is read first."""
     with transaction() as c:
-        record_end(c, step_id, task_id, order.server, order.began_at, None, ecc_state, note)
+        record_end(c, step_id, task_id, order.server, order.began_at, None, ecc_state, note,
+                   driven or Driven(False))
 
 
 def end_row(s, step_id: int, task_id: str):
@@ -308,7 +311,8 @@ def _end_statement():
                     .values(state=bindparam("end_state"), error=bindparam("end_error"),
                             finished_at=bindparam("now"), started_at=bindparam("began"),
                             duration=bindparam("took"), confirmed_state=bindparam("confirmed"),
-                            note=bindparam("end_note")))
+                            note=bindparam("end_note"), seen_moving_after=bindparam("moving"),
+                            seen_settled_after=bindparam("settled")))
 
 
 @cache
@@ -324,9 +328,10 @@ def _seen_statement(running: bool):
 
 def record_end(c, step_id: int, task_id: str, target: str, started_at: datetime | None,
                error: str | None = None, ecc_state: int | None = None,
-               note: str | None = None) -> None:
-    """Record a step's end (``c``: a connection), then, if it was this message's to
-    record and a state was confirmed, its ECC server's state."""
+               note: str | None = None, driven: Driven = Driven(False)) -> None:
+    """Record a step's end (``c``: a connection), with what the polls saw of its
+    transition (``driven``), then, if it was this message's to record and a state was
+    confirmed, its ECC server's state."""
     now = utcnow()
     started_at = started_at or now
     ended = _end_statement().run(c, dict(
@@ -334,7 +339,8 @@ def record_end(c, step_id: int, task_id: str, target: str, started_at: datetime 
         end_state=StepState.FAILED.value if error else StepState.SUCCEEDED.value,
         end_error=error[:4000] if error else None, now=now, began=started_at,
         took=(now - started_at).total_seconds(), confirmed=ecc_state,
-        end_note=note[:500] if note else None))
+        end_note=note[:500] if note else None, moving=driven.seen_moving_after,
+        settled=driven.seen_settled_after))
     if ended and ecc_state is not None:
         _seen_statement(ecc_state == EccState.RUNNING).run(
             c, dict(confirmed=ecc_state, now=now, server=target))
