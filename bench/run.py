@@ -44,12 +44,18 @@ def control_workers() -> int:
     return CONTROL["processes"] or min(2 * (os.cpu_count() or 1), 8)
 
 
-def start_control(daq: Daq, n: int) -> None:
-    """daqflow's control workers, as `daqflow up` runs them, with threads for N sources."""
+def start_control(daq: Daq, n: int) -> int:
+    """daqflow's control workers, as `daqflow up` runs them, with threads for N sources
+    (sized as `daqflow up` sizes them, unless --control-threads says)."""
     workers = control_workers()
-    threads = CONTROL["threads"] or max(256, -(-n // workers) + 8)
+    threads = CONTROL["threads"]
+    if threads is None:
+        from pipelines.cli.processes import control_threads
+
+        threads = control_threads(n, workers)
     for i in range(1, workers + 1):
         daq.start_worker(f"control{i}", CONTROL["pool"], threads)
+    return threads
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -140,6 +146,25 @@ def stage_timeline(workflow_id: int) -> list[dict]:
     return timeline
 
 
+def expected_by_stage(workflow_id: int | None) -> dict[str, float]:
+    """The median expected seconds of each stage's steps, by stage name."""
+    from sqlmodel import select
+
+    import models
+    from models import Stage, Step
+
+    if workflow_id is None:
+        return {}
+    with models.session() as s:
+        rows = s.exec(select(Stage.name, Step.expected_seconds)
+                      .join(Step, Step.stage_id == Stage.id)
+                      .where(Stage.workflow_id == workflow_id)).all()
+    by_stage: dict[str, list[float]] = {}
+    for name, expected in rows:
+        by_stage.setdefault(name, []).append(expected or 0.0)
+    return {name: round(statistics.median(values), 3) for name, values in by_stage.items()}
+
+
 # --- Celery events: chord callback latency ------------------------------------------
 
 class TaskEvents:
@@ -205,7 +230,7 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             row = {"sources": n, "seconds_per_transition": seconds,
                    "database": "PostgreSQL" if postgres else "SQLite"}
             timeout = 60 + 2 * n * seconds  # a start's deadline, generous for large N
-            start_control(daq, n)
+            threads = start_control(daq, n)
             # One start first, not timed, on the fresh workers: it pays once what a control
             # host pays once after `daqflow up` (the pools' threads, a kept-alive connection
             # from each worker process to each ECC server, the servers' SOAP requests).
@@ -270,6 +295,7 @@ def measure_starts(redis_url: str, sizes: list[int], reps: int, seconds: float,
             for name in [name for name in daq.processes if name.startswith("control")]:
                 daq.stop_process(name)
             row["threads"] = {"processes": control_workers(), "pool": CONTROL["pool"],
+                              "threads_per_process": threads,
                               "walls": walls,
                               "median": statistics.median(walls),
                               "ratio": statistics.median(walls) / floor}
@@ -553,17 +579,23 @@ def measure_soak(redis_url: str, n: int, seconds: float, cycles: int,
         samples, failures = [], []
         began = time.monotonic()
         for cycle in range(cycles):
+            cycle_began, stop_id = time.monotonic(), None
             for path in ("/api/runs/start", "/api/runs/stop"):
                 try:
-                    launch(daq, path, timeout=120)
+                    stop_id = launch(daq, path, timeout=120)[0]
                 except RuntimeError as exc:
                     failures.append(f"cycle {cycle} {path}: {exc}")
                     set_ready(daq)
+            cycle_seconds = time.monotonic() - cycle_began
             if cycle in (0, cycles - 1) or cycle % 10 == 9:
                 allocators = control_allocators(trim_workers(daq), names)
                 each = [p.rss_bytes() / 2**20 for p in control]  # read once, summed below
                 rss = sum(each)
                 samples.append({"cycle": cycle + 1, "redis_keys": redis.dbsize(),
+                                # A start and a stop, and what the stop's stages expected
+                                # of their steps (median s): neither should creep up.
+                                "cycle_seconds": round(cycle_seconds, 2),
+                                "stop_expected_s": expected_by_stage(stop_id),
                                 "control_rss_mb": rss,
                                 # An arena is 1 MiB: what RSS holds beside Python's objects.
                                 "control_outside_arenas_mb":
@@ -740,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", choices=["threads", "gevent"], default="threads",
                         help="the control workers' pool (gevent: pip install '.[bench]')")
     parser.add_argument("--control-threads", type=int,
-                        help="threads per control worker process (default: 256, or more for N)")
+                        help="threads per control worker process (default: as `daqflow up` "
+                             "sizes them for N servers)")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args(argv)
     CONTROL.update(processes=args.processes, pool=args.pool, threads=args.control_threads)

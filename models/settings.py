@@ -153,8 +153,10 @@ VISIBILITY_TIMEOUT = _define(
     "Redis redelivers an unacknowledged task after it: keep it above the longest transition",
     shown="900 s")
 CONTROL_CONCURRENCY = _define(
-    "DAQFLOW_CONTROL_CONCURRENCY", "256", count,
-    "threads of each control worker: ECC transitions wait on the network")
+    "DAQFLOW_CONTROL_CONCURRENCY", None, count,
+    "threads of each control worker: ECC transitions wait on the network (unset: daqflow up "
+    "sizes them to the topology, the Procfile takes 256)",
+    shown="sized to the topology")
 RETURN_MEMORY_SECONDS = _define(
     "DAQFLOW_RETURN_MEMORY_SECONDS", "30", seconds,
     "how often a worker drops the messages it acknowledged and gives the heap memory its "

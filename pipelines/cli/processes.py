@@ -26,6 +26,48 @@ ALLOCATOR_ENVIRONMENT = {
 }
 
 
+# Threads of a control worker when nothing says how many ECC servers there are (the
+# Procfile's default too).
+UNSIZED_CONTROL_THREADS = 256
+# Threads a control worker has beyond its share of a stage's transitions: the stage's
+# callback, beat's watch tasks.
+SPARE_CONTROL_THREADS = 4
+# The fewest threads a sized control worker has: a DAQ of a few servers still leaves room
+# for a watch task stuck on an unreachable server.
+MIN_CONTROL_THREADS = 16
+
+
+def control_threads(servers: int, workers: int) -> int:
+    """Threads for each of ``workers`` control workers serving ``servers`` ECC servers.
+
+    Enough that a stage's transitions all run at once even with one worker gone (its
+    share goes to the others), a few spare, and no more: a thread pool starts a thread
+    only when every other is busy, and keeps it, so a pool much larger than the DAQ kept
+    adding threads at each new peak of concurrent steps, run after run. Sized, it is full
+    within the first runs (bench/RECORD.md, the soaks). No servers known: 256.
+    """
+    if servers < 1:
+        return UNSIZED_CONTROL_THREADS
+    share = -(-servers // max(workers - 1, 1))
+    return max(share + SPARE_CONTROL_THREADS, MIN_CONTROL_THREADS)
+
+
+def too_few_threads(servers: int, pools: list[int]) -> str | None:
+    """What is wrong when control workers with ``pools`` threads each cannot run a stage of
+    ``servers`` transitions at once with one of them gone (all of them, if it is alone);
+    None when they can."""
+    if not pools or servers < 1:
+        return None
+    one_gone = sum(pools) - max(pools) if len(pools) > 1 else sum(pools)
+    if one_gone >= servers:
+        return None
+    return (f"{len(pools)} control worker(s) of {', '.join(map(str, pools))} threads run "
+            f"{one_gone} transitions at once{' with one gone' if len(pools) > 1 else ''}, "
+            f"for {servers} ECC servers: a stage would run in waves. Set "
+            f"DAQFLOW_CONTROL_CONCURRENCY to {control_threads(servers, len(pools))}, or "
+            "leave it unset and restart `daqflow up`: it sizes them to the topology")
+
+
 def _worker(name: str, concurrency: int, queues: str | None = None) -> list[str]:
     # ECC transitions and SSH sessions wait on the network: thread pools, many threads.
     return ["celery", "-A", CELERY_APP, "worker", "--pool", "threads", "--concurrency",
@@ -33,17 +75,19 @@ def _worker(name: str, concurrency: int, queues: str | None = None) -> list[str]
             "--loglevel", "INFO"]
 
 
-def processes(instance: Path, topology: Path | None,
-              port: int | None = None) -> dict[str, list[str]]:
+def processes(instance: Path, topology: Path | None, port: int | None = None,
+              threads: int | None = None) -> dict[str, list[str]]:
     """Every process by name, in start order: web, control, files, simulator, beat, flower.
 
     ``simulator`` is for the demo and ``flower`` on request; ``daqflow up`` drops them
-    otherwise. Settings are read now, from the environment.
+    otherwise. ``threads``: each control worker's, when the operator has not set them
+    (256 when neither says). Settings are read now, from the environment.
     """
     return {
         "web": ["daqflow", "web", "--host", settings.WEB_HOST.get(), "--port",
                 str(port or settings.WEB_PORT.get())],
-        "control": _worker("control", settings.CONTROL_CONCURRENCY.get()),
+        "control": _worker("control", settings.CONTROL_CONCURRENCY.get()
+                           or threads or UNSIZED_CONTROL_THREADS),
         # Alarm notifications (SMTP, webhook) wait on the network too, rarely: the files
         # worker serves them beside the nodes' file work.
         "files": _worker("files", settings.FILES_CONCURRENCY.get(), "files,notify"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from pipelines.cli import processes
 from pipelines.cli.common import database, fail
 
 
@@ -26,6 +27,28 @@ def topology_load(path):
     sources = sum(len(s.sources) for s in parsed.ecc_servers)
     click.echo(f"loaded {path}: {len(parsed.ecc_servers)} ECC servers, {sources} sources, "
                f"{len(parsed.data_routers)} data routers, experiment {parsed.experiment.name!r}")
+    shortfall = processes.too_few_threads(len(parsed.ecc_servers), control_pools())
+    if shortfall:
+        click.echo(f"warning: {shortfall}", err=True)
+
+
+def control_pools(timeout: float = 1.0) -> list[int]:
+    """The thread pool size of each worker serving the control queue that answers within
+    ``timeout`` (on any host); none when no worker, or no broker, answers."""
+    from pipelines.orchestration.app import app
+
+    try:
+        with app.connection_for_write() as connection:
+            # Once, not Celery's retries: a load does not wait on a broker that is down.
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+            inspect = app.control.inspect(timeout=timeout, connection=connection)
+            queues = inspect.active_queues() or {}
+            stats = inspect.stats() or {}
+    except Exception:  # noqa: BLE001 (no broker: nothing to compare with, not a failure)
+        return []
+    return [stats[name].get("pool", {}).get("max-concurrency", 0)
+            for name, served in sorted(queues.items()) if name in stats
+            and any(queue.get("name") == "control" for queue in served)]
 
 
 @click.command()

@@ -84,7 +84,16 @@ def up(demo, path, port, flower, control_workers):
             fail(str(exc))
         topology = Path(path).resolve()
         env["DAQFLOW_TOPOLOGY"] = str(topology)
-    commands = processes.processes(instance, topology, port)
+    servers = _ecc_servers()
+    threads = settings.CONTROL_CONCURRENCY.get() or processes.control_threads(
+        servers, control_workers)
+    commands = processes.processes(instance, topology, port, threads=threads)
+    click.echo(f"{control_workers} control worker(s) of {threads} threads, for {servers} "
+               "ECC servers" + (" (DAQFLOW_CONTROL_CONCURRENCY)"
+                                if settings.CONTROL_CONCURRENCY.get() else ""))
+    shortfall = processes.too_few_threads(servers, [threads] * control_workers)
+    if shortfall:
+        click.echo(f"warning: {shortfall}", err=True)
     if not demo:
         commands.pop("simulator")
     if not flower:
@@ -104,6 +113,17 @@ def up(demo, path, port, flower, control_workers):
             supervisor.stop_all([redis_process])
             settings.redis_url_file().unlink(missing_ok=True)
     sys.exit(code)
+
+
+def _ecc_servers() -> int:
+    """How many ECC servers the topology in the database has."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from models import ECCServer, session
+
+    with session() as s:
+        return s.exec(select(func.count()).select_from(ECCServer)).one()
 
 
 def _demo_secret_key(instance: Path) -> str:

@@ -74,6 +74,8 @@ def test_daqflow_up_demo_serves_the_page_from_an_empty_folder(installed, tmp_pat
         wait_for(login_page, timeout=90, interval=0.25, message="the demo's login page")
         assert (folder / "instance" / "daqflow.sqlite3").exists()  # the embedded default
         assert "demo operator: name 'operator'" in log_path.read_text()
+        # Its control worker is sized to the demo's 9 ECC servers (at least 16 threads).
+        assert "1 control worker(s) of 16 threads, for 9 ECC servers" in log_path.read_text()
         # Its Python processes keep their memory in two malloc arenas, with no per-thread
         # cache (pipelines/cli/processes.py); the private Redis has an allocator of its own.
         pythons = [pid for pid in _children(up.pid)
@@ -82,6 +84,9 @@ def test_daqflow_up_demo_serves_the_page_from_an_empty_folder(installed, tmp_pat
             {b"MALLOC_ARENA_MAX=2", b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0"}
             <= set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
             for pid in pythons)
+        controls = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in pythons]
+        controls = [argv for argv in controls if b"control" in argv and b"--queues" in argv]
+        assert [argv[argv.index(b"--concurrency") + 1] for argv in controls] == [b"16"]
     finally:
         up.send_signal(signal.SIGINT)  # Ctrl-C: `up` stops every process it started
         try:

@@ -50,6 +50,21 @@ def set_all(sim, state: EccState) -> None:
         s.exec(update(ECCServer).values(state=int(state)))
 
 
+def load_ready(sim) -> None:
+    """Load ``sim``'s own topology in place of the records there, every server READY (in
+    the simulator and in the database), the run-control lock free."""
+    from pipelines.runcontrol import lock
+    from pipelines.topology import loading, schema
+
+    clear_workflow_records()
+    lock.clear()
+    loading.load(schema.read(sim.topology_path))
+    for name in sim.states():
+        sim.set_state(name, EccState.READY)
+    with models.session() as s:
+        s.exec(update(ECCServer).values(state=int(EccState.READY)))
+
+
 def row_counts() -> tuple[int, ...]:
     """How many workflows, stages, steps and runs the database holds."""
     with models.session() as s:

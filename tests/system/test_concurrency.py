@@ -4,12 +4,11 @@ import os
 from sqlmodel import select
 
 import models
-from models import ECCServer, Run, Step
+from models import Run, Step
 from pipelines.daq.ecc.states import EccState
-from pipelines.runcontrol import launching, lock
+from pipelines.runcontrol import launching
 from pipelines.simulator.topology import simulated_topology
-from pipelines.topology import loading, schema
-from tests.support.daq import clear_workflow_records, wait_workflow
+from tests.support.daq import load_ready, wait_workflow
 from tests.support.processes import stop_process
 from tests.support.services import start_simulator, start_worker
 
@@ -27,15 +26,7 @@ def test_a_256_source_start_loses_no_update_and_never_finds_the_database_locked(
                                              staging_root=tmp_path / "staging"))
     log_path, worker = tmp_path / "worker-256.log", None
     try:
-        clear_workflow_records()
-        lock.clear()
-        loading.load(schema.read(sim.topology_path))
-        for name in sim.states():
-            sim.set_state(name, EccState.READY)
-        with models.session() as s:
-            for server in s.exec(select(ECCServer)).all():
-                server.state = int(EccState.READY)
-                s.add(server)
+        load_ready(sim)
         worker = start_worker(log_path, f"threads256-{os.getpid()}", concurrency=SOURCES)
 
         view = wait_workflow(launching.launch("start_run", title="256 at once"), timeout=120)
@@ -50,6 +41,10 @@ def test_a_256_source_start_loses_no_update_and_never_finds_the_database_locked(
         assert len(steps) == SOURCES + 2
         assert all(st.state == "succeeded" and st.started_at and st.finished_at
                    and st.duration is not None for st in steps)
+        # Each sent its operation, and recorded when GetState saw it settled: what the next
+        # start's expected times are learned from.
+        assert all(st.seen_settled_after is not None
+                   and st.seen_settled_after > (st.seen_moving_after or 0.0) for st in steps)
         assert run.title == "256 at once" and run.started_at is not None
         assert all(v["state"] == int(EccState.RUNNING) for v in sim.states().values())
         log = log_path.read_text()

@@ -78,3 +78,41 @@ def test_processes_get_daqflows_allocator_settings_and_an_operators_own_stand():
     # Other tunables of the operator's are kept, and daqflow's added to them.
     other = processes.with_allocator_settings({"GLIBC_TUNABLES": "glibc.malloc.mxfast=0"})
     assert other["GLIBC_TUNABLES"] == "glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0"
+
+
+def _threads(commands: dict[str, list[str]], name: str = "control") -> int:
+    return int(commands[name][commands[name].index("--concurrency") + 1])
+
+
+def test_control_workers_are_sized_so_a_stage_runs_at_once_with_one_of_them_gone():
+    # 64 servers on four workers: any three hold 64 transitions, and 4 spare each.
+    assert processes.control_threads(64, 4) == 26
+    assert processes.control_threads(1024, 4) == 346
+    assert processes.control_threads(1024, 8) == 151
+    # Alone, a worker holds them all; a small DAQ still gets room for a stuck watch task.
+    assert processes.control_threads(40, 1) == 44
+    assert processes.control_threads(9, 4) == 16
+    # No topology loaded: nothing to size for.
+    assert processes.control_threads(0, 4) == 256
+    for servers in (1, 9, 64, 100, 257, 1024, 2000):
+        for workers in (1, 2, 3, 4, 8):
+            threads = processes.control_threads(servers, workers)
+            assert processes.too_few_threads(servers, [threads] * workers) is None
+
+
+def test_too_few_threads_says_so_and_how_many_would_do():
+    assert processes.too_few_threads(64, [26, 26, 26, 26]) is None
+    message = processes.too_few_threads(64, [20, 20, 20, 20])
+    assert message.startswith("4 control worker(s) of 20, 20, 20, 20 threads run 60 "
+                              "transitions at once with one gone, for 64 ECC servers")
+    assert "DAQFLOW_CONTROL_CONCURRENCY to 26" in message
+    assert "run 30 transitions at once, for 64" in processes.too_few_threads(64, [30])
+    assert processes.too_few_threads(64, []) is None  # no worker answered: nothing to say
+
+
+def test_daqflow_up_sizes_the_control_workers_and_an_operators_setting_stands(monkeypatch):
+    monkeypatch.delenv("DAQFLOW_CONTROL_CONCURRENCY", raising=False)
+    assert _threads(processes.processes(INSTANCE, TOPOLOGY, threads=26)) == 26
+    assert _threads(processes.processes(INSTANCE, TOPOLOGY)) == 256  # the Procfile's too
+    monkeypatch.setenv("DAQFLOW_CONTROL_CONCURRENCY", "64")
+    assert _threads(processes.processes(INSTANCE, TOPOLOGY, threads=26)) == 64
