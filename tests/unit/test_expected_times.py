@@ -3,56 +3,20 @@ duration both ways: it neither creeps up while every run is the same nor stays h
 the hardware gets faster."""
 from __future__ import annotations
 
-import statistics
-
 import pytest
 
-from pipelines.daq.ecc import drive
-from pipelines.daq.ecc.client import StateReport
-from pipelines.daq.ecc.payloads import ConfigId
-from pipelines.daq.ecc.states import EccState
-from pipelines.runcontrol.expected import HISTORY, learned_seconds
-
-# Each GetState takes this long (a round trip and the server's own work).
-ROUND_TRIP = 0.005
-
-
-class TimedServer:
-    """An ECC server whose Configure takes ``seconds``, on a clock only waits advance."""
-
-    name = "fake"
-
-    def __init__(self, clock: list[float], seconds: float):
-        self.clock, self.seconds, self.ends = clock, seconds, None
-
-    def transition(self, operation, config, links):
-        self.ends = self.clock[0] + self.seconds
-
-    def get_state(self):
-        self.clock[0] += ROUND_TRIP
-        if self.ends is None:
-            return StateReport(EccState.PREPARED, 0)
-        if self.clock[0] < self.ends:
-            return StateReport(EccState.PREPARED, EccState.READY)
-        return StateReport(EccState.READY, 0)
+from bench.expected_times import ROUND_TRIP
+from bench.expected_times import runs as model_runs
+from pipelines.runcontrol.expected import learned_seconds
 
 
 def runs(seconds: float, expected: float, count: int) -> tuple[list[float], list[float]]:
-    """Run ``count`` transitions of ``seconds``, each expected as run control learns it from
-    the ones before: the expected time before each, and when each was confirmed."""
-    clock, taught, expectations, confirmed = [0.0], [], [], []
-    for _ in range(count):
-        expectations.append(expected)
-        def sleep(wait):
-            clock[0] += wait
-        driven = drive.drive(TimedServer(clock, seconds), "Configure", EccState.READY,
-                             ConfigId("a", "a", "a"), [], 60.0, expected,
-                             clock=lambda: clock[0], sleep=sleep)
-        confirmed.append(driven.seen_settled_after)
-        taught.append(learned_seconds(expected, driven.seen_moving_after,
-                                      driven.seen_settled_after))
-        expected = statistics.median(taught[-HISTORY:])
-    return expectations, confirmed
+    """Run ``count`` transitions of ``seconds`` against a simulated server, through the real
+    ``drive``, each expected as run control learns it from the ones before
+    (``bench.expected_times``, each GetState a 5 ms round trip): the expected time before
+    each, and when each was confirmed."""
+    rows = model_runs(seconds, expected, count)
+    return [row[0] for row in rows], [row[2] for row in rows]
 
 
 @pytest.mark.parametrize("seconds", [0.2, 1.0, 30.0])
