@@ -84,13 +84,11 @@ def up(demo, path, port, flower, control_workers):
             fail(str(exc))
         topology = Path(path).resolve()
         env["DAQFLOW_TOPOLOGY"] = str(topology)
-    servers = _ecc_servers()
-    threads = settings.CONTROL_CONCURRENCY.get() or processes.control_threads(
-        servers, control_workers)
+    servers, own_threads = _ecc_servers(), settings.CONTROL_CONCURRENCY.get()
+    threads = own_threads or processes.control_threads(servers, control_workers)
     commands = processes.processes(instance, topology, port, threads=threads)
     click.echo(f"{control_workers} control worker(s) of {threads} threads, for {servers} "
-               "ECC servers" + (" (DAQFLOW_CONTROL_CONCURRENCY)"
-                                if settings.CONTROL_CONCURRENCY.get() else ""))
+               "ECC servers" + (" (DAQFLOW_CONTROL_CONCURRENCY)" if own_threads else ""))
     shortfall = processes.too_few_threads(servers, [threads] * control_workers)
     if shortfall:
         click.echo(f"warning: {shortfall}", err=True)
